@@ -1,0 +1,25 @@
+//! `upcase`: a capitalisation service and the tools around it.
+//!
+//! A TCP (and opt-in UDP) server that upper-cases whatever bytes it receives and sends them
+//! straight back, and a client that talks to it, loads it and grades it.
+//!
+//! # Layout
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`transform`] | the pure streaming upper-caser: bytes in, bytes out, ≤ 3 bytes of state |
+//! | [`limits`] | every bound and default, named, with the reason for its value |
+//! | [`logging`] | `tracing` set-up for the binaries: text or JSON, to stderr |
+//! | [`net`] | address and duration parsing, listener binding, descriptor limits |
+//! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
+//! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
+//!
+//! The binaries in `src/bin/` only parse arguments, set up logging, call one function here
+//! and turn its result into an exit status.
+
+pub mod client;
+pub mod limits;
+pub mod logging;
+pub mod net;
+pub mod server;
+pub mod transform;
