@@ -1,0 +1,220 @@
+//! Shared test support: an in-process server on an ephemeral port, and `upcased` run as a
+//! child process the way a user runs it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use upcase::server::{Config, Server};
+
+/// Generous bound for anything a test waits on: the machine is small and shared.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The library's server, serving on `127.0.0.1:0` on a runtime of its own.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub server: Server,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub fn start(config: Config) -> TestServer {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), config)
+    }
+
+    pub fn start_on(addr: SocketAddr, config: Config) -> TestServer {
+        let listener = upcase::net::bind_tcp(addr).expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let server = Server::new(config);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let s = server.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(s.run(vec![listener], async move {
+                let _ = rx.await;
+            }))
+        });
+        TestServer {
+            addr,
+            server,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Starts the drain and waits for the server to return.
+    pub fn stop(mut self) -> Duration {
+        let t = Instant::now();
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap().unwrap();
+        t.elapsed()
+    }
+
+    /// Starts the drain without waiting.
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for the server to return after [`begin_stop`].
+    pub fn join(mut self) -> std::io::Result<()> {
+        self.thread.take().unwrap().join().unwrap()
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// Polls the counters until `f` holds, or fails the test after [`PATIENCE`].
+    pub fn wait_for(&self, what: &str, f: impl Fn(&upcase::server::Stats) -> bool) {
+        let end = Instant::now() + PATIENCE;
+        loop {
+            let st = self.server.stats();
+            if f(&st) {
+                return;
+            }
+            assert!(Instant::now() < end, "timed out waiting for {what}: {st:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Sends `msg` and reads until `want` bytes came back.
+pub fn roundtrip(s: &mut TcpStream, msg: &[u8], want: usize) -> Vec<u8> {
+    s.write_all(msg).unwrap();
+    read_n(s, want)
+}
+
+pub fn read_n(s: &mut TcpStream, want: usize) -> Vec<u8> {
+    let mut got = vec![0u8; want];
+    s.read_exact(&mut got).expect("reply");
+    got
+}
+
+/// Reads to EOF; panics on an error such as a reset.
+pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("read to EOF");
+    v
+}
+
+pub fn up(b: &[u8]) -> Vec<u8> {
+    upcase::transform::upcase(b, upcase::transform::Mode::Unicode)
+}
+
+/// `upcased` as a child process, started the way a user would, on a free port.
+pub struct Upcased {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Upcased {
+    pub fn spawn(args: &[&str]) -> Upcased {
+        Self::spawn_with(Command::new(env!("CARGO_BIN_EXE_upcased")), args)
+    }
+
+    /// Spawns `cmd` (which runs upcased, perhaps under a wrapper) with `--listen
+    /// 127.0.0.1:0` and `args`, and waits for its "listening on" line.
+    pub fn spawn_with(mut cmd: Command, args: &[&str]) -> Upcased {
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("UPCASED_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn upcased");
+        let mut lines = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let addr = loop {
+            let mut line = String::new();
+            if lines.read_line(&mut line).unwrap() == 0 {
+                panic!("upcased exited before listening: {seen}");
+            }
+            seen.push_str(&line);
+            if let Some(i) = line.find("listening on ") {
+                let rest = &line[i + 13..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+                    .unwrap_or(rest.len());
+                break rest[..end].parse().unwrap();
+            }
+        };
+        let stderr = Arc::new(Mutex::new(seen));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Upcased {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits for the process to exit, failing the test after [`PATIENCE`].
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let end = Instant::now() + PATIENCE;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < end, "upcased did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Upcased {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,185 @@
+//! The protocol on real sockets: the library's server on an ephemeral port, plain TCP
+//! clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::{read_n, read_to_end, roundtrip, up, TestServer};
+use upcase::server::Config;
+use upcase::transform::Mode;
+
+#[test]
+fn one_line_comes_back_upper_cased() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    assert_eq!(roundtrip(&mut c, b"hello, world\n", 13), b"HELLO, WORLD\n");
+}
+
+#[test]
+fn many_messages_on_one_connection() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    for i in 0..500 {
+        let msg = format!("message number {i} straße\n");
+        let want = up(msg.as_bytes());
+        assert_eq!(roundtrip(&mut c, msg.as_bytes(), want.len()), want);
+    }
+}
+
+#[test]
+fn unicode_examples_of_the_protocol() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    let msg = "straße ﬁ ǆ ı \u{390}\n";
+    let want = "STRASSE FI Ǆ I \u{399}\u{308}\u{301}\n";
+    assert_eq!(
+        roundtrip(&mut c, msg.as_bytes(), want.len()),
+        want.as_bytes()
+    );
+}
+
+#[test]
+fn a_reply_does_not_wait_for_a_newline() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    assert_eq!(roundtrip(&mut c, b"no newline yet", 14), b"NO NEWLINE YET");
+}
+
+#[test]
+fn non_letters_and_invalid_bytes_come_back_unchanged() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    let msg = b"a\rb\0c\xff\xfe\xc3(\xed\xa0\x80 1+1\n";
+    let want = b"A\rB\0C\xff\xfe\xc3(\xed\xa0\x80 1+1\n";
+    assert_eq!(roundtrip(&mut c, msg, want.len()), want);
+}
+
+#[test]
+fn character_split_across_writes_is_held_back_until_complete() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    let e = "é".as_bytes();
+    c.write_all(b"caf").unwrap();
+    c.write_all(&e[..1]).unwrap();
+    assert_eq!(read_n(&mut c, 3), b"CAF");
+    thread::sleep(Duration::from_millis(100));
+    c.write_all(&e[1..]).unwrap();
+    c.write_all(b"\n").unwrap();
+    assert_eq!(read_n(&mut c, 3), "É\n".as_bytes());
+}
+
+#[test]
+fn half_close_gets_everything_owed_then_eof() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    c.write_all(b"last words, no newline").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut c), b"LAST WORDS, NO NEWLINE");
+}
+
+#[test]
+fn incomplete_sequence_at_half_close_is_flushed_unchanged() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    c.write_all(b"end\xf0\x9f\x98").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut c), b"END\xf0\x9f\x98");
+}
+
+#[test]
+fn ascii_mode_changes_only_a_to_z() {
+    let srv = TestServer::start(Config {
+        mode: Mode::Ascii,
+        ..Config::default()
+    });
+    let mut c = srv.connect();
+    let msg = "straße café\n".as_bytes();
+    let want = "STRAßE CAFé\n".as_bytes();
+    assert_eq!(roundtrip(&mut c, msg, want.len()), want);
+}
+
+#[test]
+fn hundred_fifty_concurrent_clients_each_get_their_own_replies() {
+    let srv = TestServer::start(Config::default());
+    let addr = srv.addr;
+    let clients: Vec<_> = (0..150)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(common::PATIENCE)).unwrap();
+                for j in 0..20 {
+                    let msg = format!("client {i} line {j} grüße\n");
+                    let want = up(msg.as_bytes());
+                    assert_eq!(roundtrip(&mut c, msg.as_bytes(), want.len()), want);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
+#[test]
+fn sixteen_mib_stream_written_while_reading() {
+    let srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    // Mixed text with multi-byte characters that straddle every kind of boundary.
+    let unit = "Ünïcödé straße ωμέγα привет 漢字 🎉 plain ascii\n".as_bytes();
+    let mut data = Vec::with_capacity(16 << 20);
+    while data.len() < 16 << 20 {
+        data.extend_from_slice(unit);
+    }
+    let want = up(&data);
+    let mut w = c.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        // Odd-sized writes, so characters are split across segments.
+        for chunk in data.chunks(65_521) {
+            w.write_all(chunk).unwrap();
+        }
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let got = read_to_end(&mut c);
+    writer.join().unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "16 MiB reply differs");
+}
+
+#[test]
+fn ipv6_loopback_is_served_where_available() {
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    };
+    drop(probe);
+    let srv = TestServer::start_on("[::1]:0".parse().unwrap(), Config::default());
+    assert!(srv.addr.is_ipv6());
+    let mut c = srv.connect();
+    assert_eq!(
+        roundtrip(&mut c, "ipv6 ok ñ\n".as_bytes(), 11),
+        "IPV6 OK Ñ\n".as_bytes()
+    );
+}
+
+#[test]
+fn a_client_that_resets_does_not_disturb_another() {
+    let srv = TestServer::start(Config::default());
+    let mut good = srv.connect();
+    for _ in 0..50 {
+        let bad = socket2::Socket::from(srv.connect());
+        bad.set_linger(Some(Duration::ZERO)).unwrap();
+        let mut bad = TcpStream::from(bad);
+        bad.write_all(b"half a mess").unwrap();
+        drop(bad); // RST
+    }
+    assert_eq!(roundtrip(&mut good, b"still fine\n", 11), b"STILL FINE\n");
+    srv.wait_for("reset connections to be released", |s| s.active == 1);
+    let mut buf = [0u8; 1];
+    good.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    assert!(good.read(&mut buf).is_err(), "nothing unexpected arrives");
+}
