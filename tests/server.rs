@@ -183,3 +183,56 @@ fn a_client_that_resets_does_not_disturb_another() {
         .unwrap();
     assert!(good.read(&mut buf).is_err(), "nothing unexpected arrives");
 }
+
+mod streamed {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    /// One server for every generated case: starting one per case would dominate.
+    fn server() -> std::net::SocketAddr {
+        static SERVER: OnceLock<TestServer> = OnceLock::new();
+        SERVER
+            .get_or_init(|| TestServer::start(Config::default()))
+            .addr
+    }
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            any::<char>().prop_map(|c| c.to_string().into_bytes()),
+            "[a-zß-ÿα-ωа-я \n]{0,12}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..6),
+        ];
+        prop::collection::vec(piece, 0..200).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn random_bytes_in_random_chunks_then_half_close_match_the_reference(
+            input in bytes(),
+            sizes in prop::collection::vec(1usize..300, 1..20),
+        ) {
+            let mut c = TcpStream::connect(server()).unwrap();
+            c.set_nodelay(true).unwrap();
+            c.set_read_timeout(Some(common::PATIENCE)).unwrap();
+            let mut w = c.try_clone().unwrap();
+            let data = input.clone();
+            let writer = thread::spawn(move || {
+                let mut rest = &data[..];
+                for n in sizes.iter().cycle() {
+                    if rest.is_empty() { break; }
+                    let (a, b) = rest.split_at((*n).min(rest.len()));
+                    w.write_all(a).unwrap();
+                    rest = b;
+                    thread::yield_now();
+                }
+                w.shutdown(Shutdown::Write).unwrap();
+            });
+            let got = read_to_end(&mut c);
+            writer.join().unwrap();
+            prop_assert_eq!(got, upcase::transform::reference_upcase(&input, Mode::Unicode));
+        }
+    }
+}

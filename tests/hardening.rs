@@ -1,0 +1,399 @@
+//! The server's protections, each on real sockets: connection limits, idle timeout,
+//! backpressure, graceful drain, abrupt clients and descriptor exhaustion.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{read_to_end, roundtrip, up, TestServer, Upcased, PATIENCE};
+use upcase::server::Config;
+
+/// Whether the server closed this connection without sending anything.
+fn closed_without_data(c: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(c.read(&mut buf), Ok(0))
+        || matches!(c.read(&mut buf), Err(e) if e.kind() == ErrorKind::ConnectionReset)
+}
+
+fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&local.parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.connect(&to.into()).unwrap();
+    let s = TcpStream::from(s);
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+#[test]
+fn connections_over_the_limit_are_closed_at_once_and_counted() {
+    let srv = TestServer::start(Config {
+        max_connections: 2,
+        ..Config::default()
+    });
+    let mut a = srv.connect();
+    let mut b = srv.connect();
+    assert_eq!(roundtrip(&mut a, b"a\n", 2), b"A\n");
+    assert_eq!(roundtrip(&mut b, b"b\n", 2), b"B\n");
+    let mut over = srv.connect();
+    assert!(
+        closed_without_data(&mut over),
+        "over the limit gets EOF, no data"
+    );
+    assert_eq!(srv.server.stats().rejected_over_limit, 1);
+    // The two served ones are untouched, and a freed slot is reused.
+    assert_eq!(roundtrip(&mut a, b"still\n", 6), b"STILL\n");
+    drop(b);
+    srv.wait_for("the freed slot", |s| s.active == 1);
+    let mut c = srv.connect();
+    assert_eq!(roundtrip(&mut c, b"reused\n", 7), b"REUSED\n");
+}
+
+#[test]
+fn per_address_limit_counts_each_ip_apart() {
+    let srv = TestServer::start(Config {
+        max_connections_per_ip: Some(1),
+        ..Config::default()
+    });
+    let mut first = connect_from("127.0.0.1:0", srv.addr);
+    assert_eq!(roundtrip(&mut first, b"one\n", 4), b"ONE\n");
+    let mut second = connect_from("127.0.0.1:0", srv.addr);
+    assert!(closed_without_data(&mut second));
+    assert_eq!(srv.server.stats().rejected_per_ip, 1);
+    // Another loopback address is another client.
+    let mut other = connect_from("127.0.0.2:0", srv.addr);
+    assert_eq!(roundtrip(&mut other, b"two\n", 4), b"TWO\n");
+    drop(first);
+    srv.wait_for("the slot of 127.0.0.1", |s| s.active == 1);
+    let mut again = connect_from("127.0.0.1:0", srv.addr);
+    assert_eq!(roundtrip(&mut again, b"three\n", 6), b"THREE\n");
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let srv = TestServer::start(Config {
+        idle_timeout: Some(Duration::from_millis(300)),
+        ..Config::default()
+    });
+    let mut c = srv.connect();
+    assert_eq!(roundtrip(&mut c, b"hi\n", 3), b"HI\n");
+    let t = Instant::now();
+    assert_eq!(read_to_end(&mut c), b"", "FIN after the timeout");
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(srv.server.stats().idle_closed, 1);
+}
+
+#[test]
+fn activity_keeps_a_connection_open_past_the_idle_timeout() {
+    let srv = TestServer::start(Config {
+        idle_timeout: Some(Duration::from_millis(400)),
+        ..Config::default()
+    });
+    let mut c = srv.connect();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(roundtrip(&mut c, b"tick\n", 5), b"TICK\n");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(srv.server.stats().idle_closed, 0);
+}
+
+#[test]
+fn zero_idle_timeout_never_closes() {
+    let srv = TestServer::start(Config {
+        idle_timeout: None,
+        ..Config::default()
+    });
+    let mut c = srv.connect();
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(roundtrip(&mut c, b"still here\n", 11), b"STILL HERE\n");
+}
+
+#[test]
+fn a_client_that_sends_but_never_reads_is_closed_once_stalled() {
+    let srv = TestServer::start(Config {
+        idle_timeout: Some(Duration::from_millis(500)),
+        ..Config::default()
+    });
+    let mut c = srv.connect();
+    c.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let end = Instant::now() + PATIENCE;
+    // Write until the server stops taking input (its replies are not being read), then
+    // keep trying until it gives up on us.
+    loop {
+        assert!(Instant::now() < end, "server never closed a stalled sender");
+        match c.write(&chunk) {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break, // reset or broken pipe: the server closed
+        }
+        if srv.server.stats().idle_closed == 1 {
+            break;
+        }
+    }
+    srv.wait_for("the stalled connection to be closed", |s| {
+        s.idle_closed == 1 && s.active == 0
+    });
+}
+
+#[test]
+fn backpressure_bounds_what_a_non_reader_can_push_and_loses_nothing() {
+    let srv = TestServer::start(Config::default());
+    let c = srv.connect();
+    let mut w = c.try_clone().unwrap();
+    w.set_nonblocking(true).unwrap();
+    // Push as much as the path takes while nobody reads the replies.
+    let unit = "grüße ωμέγα ".repeat(2000).into_bytes();
+    let mut sent = Vec::new();
+    let mut stalled_since: Option<Instant> = None;
+    loop {
+        match w.write(&unit) {
+            Ok(n) => {
+                sent.extend_from_slice(&unit[..n]);
+                stalled_since = None;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+        assert!(
+            sent.len() < 512 << 20,
+            "the server kept reading without bound"
+        );
+    }
+    // Socket buffers on both sides (autotuned up to a few MiB each) plus the server's
+    // fixed per-connection bound: far below what an unbounded server would take.
+    assert!(sent.len() < 96 << 20, "took {} bytes", sent.len());
+    // Now read: every byte comes back, correct.
+    w.set_nonblocking(false).unwrap();
+    w.shutdown(Shutdown::Write).unwrap();
+    let mut r = c;
+    assert!(read_to_end(&mut r) == up(&sent));
+}
+
+#[test]
+fn resets_mid_stream_and_connect_floods_leave_others_served_and_leak_nothing() {
+    let srv = TestServer::start(Config::default());
+    let mut good = srv.connect();
+    let addr = srv.addr;
+    let flood: Vec<_> = (0..4)
+        .map(|k| {
+            thread::spawn(move || {
+                for i in 0..150 {
+                    let s = TcpStream::connect(addr).unwrap();
+                    match (i + k) % 3 {
+                        0 => drop(s), // connect and close
+                        1 => {
+                            // reset in the middle of a stream
+                            let mut s = s;
+                            let _ = s.write_all(&[b'z'; 100_000]);
+                            let s = socket2::Socket::from(s);
+                            s.set_linger(Some(Duration::ZERO)).unwrap();
+                        }
+                        _ => {
+                            // vanish mid-line without reading the reply
+                            let mut s = s;
+                            let _ = s.write_all(b"half a li");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..50 {
+        let msg = format!("good client {i}\n");
+        assert_eq!(
+            roundtrip(&mut good, msg.as_bytes(), msg.len()),
+            up(msg.as_bytes())
+        );
+    }
+    for f in flood {
+        f.join().unwrap();
+    }
+    srv.wait_for("every flooded connection to be released", |s| s.active == 1);
+    assert_eq!(roundtrip(&mut good, b"done\n", 5), b"DONE\n");
+}
+
+#[test]
+fn drain_closes_idle_connections_at_once_and_refuses_new_ones() {
+    let mut srv = TestServer::start(Config::default());
+    let mut idle = srv.connect();
+    assert_eq!(roundtrip(&mut idle, b"ready\n", 6), b"READY\n");
+    let addr = srv.addr;
+    let t = Instant::now();
+    srv.begin_stop();
+    assert_eq!(read_to_end(&mut idle), b"", "FIN at a line boundary");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    srv.join().unwrap();
+    assert!(TcpStream::connect(addr).is_err(), "listener closed");
+}
+
+#[test]
+fn drain_lets_a_line_in_progress_finish_then_closes() {
+    let mut srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    c.write_all(b"first half ").unwrap();
+    assert_eq!(common::read_n(&mut c, 11), b"FIRST HALF ");
+    srv.begin_stop();
+    thread::sleep(Duration::from_millis(200));
+    c.write_all(b"second half\nnext line\n").unwrap();
+    assert_eq!(
+        read_to_end(&mut c),
+        b"SECOND HALF\n",
+        "up to and including the LF"
+    );
+    srv.join().unwrap();
+}
+
+#[test]
+fn shutdown_timeout_bounds_the_drain() {
+    let mut srv = TestServer::start(Config {
+        shutdown_timeout: Duration::from_millis(500),
+        ..Config::default()
+    });
+    let mut c = srv.connect();
+    c.write_all(b"never finished").unwrap();
+    assert_eq!(common::read_n(&mut c, 14), b"NEVER FINISHED");
+    let t = Instant::now();
+    srv.begin_stop();
+    srv.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let mut buf = [0u8; 8];
+    assert!(
+        !matches!(c.read(&mut buf), Ok(n) if n > 0),
+        "nothing after the cut-off"
+    );
+}
+
+#[test]
+fn drain_under_load_gives_every_client_complete_correct_lines() {
+    let mut srv = Upcased::spawn(&["--shutdown-timeout", "5s"]);
+    let addr = srv.addr;
+    let stop_sending = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            let stop = stop_sending.clone();
+            thread::spawn(move || {
+                let c = TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(PATIENCE)).unwrap();
+                let mut w = c.try_clone().unwrap();
+                let writer = thread::spawn(move || {
+                    let mut sent = Vec::new();
+                    let mut j = 0;
+                    // Lines are written in pieces so that a drain often finds one half-sent.
+                    while !stop.load(Ordering::Relaxed) && j < 100_000 {
+                        let line = format!("client {i} line {j} ünïcödé\n").into_bytes();
+                        let (a, b) = line.split_at(line.len() / 2);
+                        if w.write_all(a).is_err() || w.write_all(b).is_err() {
+                            break;
+                        }
+                        sent.extend_from_slice(&line);
+                        j += 1;
+                    }
+                    sent
+                });
+                let mut got = Vec::new();
+                let mut r = c;
+                // The server must end with FIN, never a reset.
+                r.read_to_end(&mut got).expect("clean EOF, no reset");
+                let sent = writer.join().unwrap();
+                (sent, got)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(700));
+    srv.signal("TERM");
+    let status = srv.wait();
+    stop_sending.store(true, Ordering::Relaxed);
+    assert!(status.success(), "{status:?}");
+    for c in clients {
+        let (sent, got) = c.join().unwrap();
+        assert!(!got.is_empty());
+        assert_eq!(got.last(), Some(&b'\n'), "a reply was cut mid-line");
+        assert!(got.len() <= up(&sent).len());
+        assert!(
+            up(&sent).starts_with(&got),
+            "replies differ from the upper-cased input"
+        );
+    }
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut srv = Upcased::spawn(&["--shutdown-timeout", "60s"]);
+    let mut c = srv.connect();
+    c.write_all(b"mid-line, so the drain waits").unwrap();
+    let mut buf = [0u8; 28];
+    c.read_exact(&mut buf).unwrap();
+    srv.signal("TERM");
+    thread::sleep(Duration::from_millis(300));
+    assert!(srv.child.try_wait().unwrap().is_none(), "still draining");
+    let t = Instant::now();
+    srv.signal("INT");
+    let st = srv.wait();
+    assert!(st.success(), "{st:?}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+/// CPU time (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = rest[11].parse::<f64>().unwrap() + rest[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn descriptor_exhaustion_backs_off_without_spinning_and_recovers() {
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.args(["--nofile=48:48", "--", env!("CARGO_BIN_EXE_upcased")]);
+    let srv = Upcased::spawn_with(cmd, &["--workers", "1"]);
+    // Hold more connections than the server has descriptors for.
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(TcpStream::connect(srv.addr).unwrap());
+    }
+    thread::sleep(Duration::from_millis(300));
+    let c0 = cpu_seconds(srv.child.id());
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(srv.child.id()) - c0;
+    assert!(used < 0.5, "spinning while exhausted: {used:.2}s CPU in 2s");
+    assert!(srv.log().contains("backing off"), "{}", srv.log());
+    // Free the descriptors: the server resumes by itself, and serves.
+    drop(held);
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let mut c = srv.connect();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        if c.write_all(b"back\n").is_ok() {
+            let mut buf = [0u8; 5];
+            if c.read_exact(&mut buf).is_ok() {
+                assert_eq!(&buf, b"BACK\n");
+                break;
+            }
+        }
+        assert!(Instant::now() < end, "never recovered: {}", srv.log());
+        thread::sleep(Duration::from_millis(200));
+    }
+}
