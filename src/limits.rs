@@ -63,3 +63,15 @@ pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Buffer of the client's pipe mode, per direction. Large enough that a bulk transfer
 /// costs few system calls, as `nc` does with its 64 KiB-ish buffers.
 pub const PIPE_BUFFER: usize = 128 * 1024;
+
+/// Receive buffer for one UDP datagram. The largest UDP payload is 65,507 bytes over IPv4
+/// and 65,527 over IPv6 (without jumbograms); 64 KiB holds either, so nothing is truncated.
+pub const UDP_MAX_DATAGRAM: usize = 64 * 1024;
+
+/// The largest datagram the client sends: the IPv4 limit, so a message that fits goes over
+/// either protocol.
+pub const UDP_MAX_PAYLOAD: usize = 65_507;
+
+/// Source addresses the UDP rate limiter tracks at once. Each costs about 64 bytes, so the
+/// table stays under a few MiB even when flooded with spoofed sources.
+pub const UDP_RATE_TABLE: usize = 65_536;

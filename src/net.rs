@@ -2,7 +2,7 @@
 //! networking that both binaries and the tests share.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -54,6 +54,17 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Binds a UDP socket, v6-only for IPv6 addresses as [`bind_tcp`] does, non-blocking.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }

@@ -35,6 +35,10 @@ struct Cli {
           global = true)]
     timeout: Duration,
 
+    /// Use UDP: one datagram per message (no LF), each reply printed with LF.
+    #[arg(long, global = true)]
+    udp: bool,
+
     /// More logging on stderr. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -72,6 +76,9 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         // A zero timeout would mean "fail at once"; clap has no range for durations.
         eprintln!("error: invalid value '0' for '--timeout <DUR>': must be more than zero");
         return Ok(ExitCode::from(2));
+    }
+    if cli.udp {
+        return run_udp(cli).map(|()| ExitCode::SUCCESS);
     }
     match cli.command {
         Some(Command::Send { text }) => {
@@ -114,4 +121,34 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_udp(cli: Cli) -> Result<(), ClientError> {
+    let local = |what| move |source| ClientError::Local { what, source };
+    let mut udp = client::UdpClient::connect(&cli.connect, cli.timeout)?;
+    match cli.command {
+        Some(Command::Send { text }) => {
+            let reply = udp.exchange(text.join(" ").as_bytes())?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(reply)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush())
+                .map_err(local("writing output"))?;
+        }
+        None if std::io::stdin().is_terminal() => {
+            let mut editor =
+                Editor::new("upcase/udp> ").map_err(local("starting the line editor"))?;
+            eprintln!("sending datagrams to {}; Ctrl-D to quit", udp.peer());
+            client::interactive_udp(&mut udp, &mut editor, &mut std::io::stdout())?;
+        }
+        None => {
+            let stdout = std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(local("opening stdout"))?;
+            let mut out = std::io::BufWriter::new(std::fs::File::from(stdout));
+            client::pipe_udp(&mut udp, std::io::stdin().lock(), &mut out)?;
+        }
+    }
+    Ok(())
 }

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use upcase::limits;
 use upcase::logging::{self, LogFormat};
-use upcase::net::{bind_tcp, parse_duration, parse_listen_addr, raise_nofile_limit};
-use upcase::server::{Config, Server};
+use upcase::net::{bind_tcp, bind_udp, parse_duration, parse_listen_addr, raise_nofile_limit};
+use upcase::server::{Config, Listeners, Server};
 use upcase::transform::Mode;
 
 /// The capitalisation server: upper-cases every byte stream it receives and sends it back.
@@ -28,6 +28,15 @@ struct Cli {
     /// Upper-case only a-z, like C's toupper; every other byte passes unchanged.
     #[arg(long)]
     ascii: bool,
+
+    /// Also serve UDP: one reply datagram per datagram, on every listen address.
+    #[arg(long)]
+    udp: bool,
+
+    /// UDP datagrams answered per second per source address. [default: unlimited]
+    #[arg(long, value_name = "N", requires = "udp",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    udp_rate: Option<u32>,
 
     /// Connections served at once; more are accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONNECTIONS)]
@@ -94,10 +103,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         cli.listen.clone()
     };
-    let mut listeners = Vec::with_capacity(addrs.len());
+    let mut listeners = Listeners::default();
     for addr in addrs {
         match bind_tcp(addr) {
-            Ok(l) => listeners.push(l),
+            Ok(l) => listeners.tcp.push(l),
             Err(e) if defaults && addr.is_ipv6() && ipv6_unavailable(&e) => {
                 warn!(%addr, error = %e, "IPv6 is not available here; skipping it");
             }
@@ -112,13 +121,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 
+    if cli.udp {
+        // Same address and port as each TCP listener (its real port, when 0 was asked).
+        for l in &listeners.tcp {
+            let addr = l.local_addr()?;
+            let u = bind_udp(addr)
+                .map_err(|e| anyhow::anyhow!("could not listen on {addr} (udp): {}", plain(&e)))?;
+            listeners.udp.push(u);
+        }
+    }
+
     // Signals are hooked before the first "listening on" line, so that a script that
     // waits for that line and then signals always gets a drain.
     let shutdown = CancellationToken::new();
     spawn_signal_thread(shutdown.clone()).context("could not install signal handlers")?;
 
-    for l in &listeners {
+    for l in &listeners.tcp {
         info!("listening on {}", l.local_addr()?);
+    }
+    for u in &listeners.udp {
+        info!("listening on {} (udp)", u.local_addr()?);
     }
     let config = Config {
         mode: if cli.ascii {
@@ -130,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         max_connections_per_ip: cli.max_connections_per_ip,
         idle_timeout: (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout),
         shutdown_timeout: cli.shutdown_timeout,
+        udp_rate: cli.udp_rate,
         ..Config::default()
     };
     let workers = match cli.workers {

@@ -7,13 +7,16 @@
 //!   writer, as `nc` does it;
 //! - [`send`]: one message, one reply;
 //! - [`interactive`]: a line-by-line session that reconnects when the server has closed an
-//!   idle connection.
+//!   idle connection;
+//! - over UDP, [`UdpClient`] with [`pipe_udp`] and [`interactive_udp`]: one datagram per
+//!   message.
 //!
 //! The client uses plain blocking sockets and at most two threads: there is one
 //! connection, and blocking I/O with large buffers is as fast as it gets for that.
 
 mod interactive;
 mod pipe;
+mod udp;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 pub use interactive::{interactive, Editor, LineSource};
 pub use pipe::{pipe, PipeStats};
+pub use udp::{interactive_udp, pipe_udp, UdpClient};
 
 use crate::limits::DEFAULT_PORT;
 
@@ -73,6 +77,30 @@ pub enum ClientError {
         addr: SocketAddr,
         /// What failed.
         source: io::Error,
+    },
+    /// No reply datagram arrived in time.
+    #[error("no reply from {addr} over UDP within {} — is upcased running there with --udp?", humantime::format_duration(*after))]
+    UdpNoReply {
+        /// The server's address.
+        addr: SocketAddr,
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// The server's host answered with ICMP "port unreachable".
+    #[error(
+        "{addr} refused the datagram (port unreachable) — is upcased running there with --udp?"
+    )]
+    UdpRefused {
+        /// The server's address.
+        addr: SocketAddr,
+    },
+    /// A message does not fit in one datagram.
+    #[error("a message of {len} bytes does not fit in one UDP datagram (at most {max} bytes); use TCP for long lines")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// The largest datagram payload.
+        max: usize,
     },
     /// Reading the user's input or writing the output failed.
     #[error("{what}: {source}")]

@@ -20,6 +20,9 @@
 //! limits and counters shared by all workers live in [`Shared`].
 
 mod connection;
+mod udp;
+
+pub use udp::MIN_REPLY_PORT;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,6 +55,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Bound on one lingering close.
     pub linger_timeout: Duration,
+    /// UDP datagrams answered per second per source address; `None` for no limit.
+    pub udp_rate: Option<u32>,
 }
 
 impl Default for Config {
@@ -63,6 +68,7 @@ impl Default for Config {
             idle_timeout: Some(limits::DEFAULT_IDLE_TIMEOUT),
             shutdown_timeout: limits::DEFAULT_SHUTDOWN_TIMEOUT,
             linger_timeout: limits::LINGER_TIMEOUT,
+            udp_rate: None,
         }
     }
 }
@@ -82,6 +88,42 @@ pub struct Stats {
     pub idle_closed: u64,
     /// `accept` failures for lack of descriptors or memory, each followed by a back-off.
     pub accept_resource_errors: u64,
+    /// UDP datagrams answered.
+    pub udp_replied: u64,
+    /// UDP datagrams ignored because they came from a port below 1024.
+    pub udp_privileged_port: u64,
+    /// UDP datagrams dropped because their reply would have been larger.
+    pub udp_would_amplify: u64,
+    /// UDP datagrams dropped by `udp_rate`.
+    pub udp_rate_limited: u64,
+}
+
+/// What a server serves on: TCP listeners and, in UDP mode, UDP sockets. All bound
+/// already, so that tests can use port 0 and the caller reports real addresses.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Bound TCP listeners.
+    pub tcp: Vec<std::net::TcpListener>,
+    /// Bound UDP sockets (empty unless UDP mode is on).
+    pub udp: Vec<std::net::UdpSocket>,
+}
+
+impl From<Vec<std::net::TcpListener>> for Listeners {
+    fn from(tcp: Vec<std::net::TcpListener>) -> Self {
+        Listeners {
+            tcp,
+            udp: Vec::new(),
+        }
+    }
+}
+
+/// UDP counters, shared by the UDP tasks.
+#[derive(Debug, Default)]
+struct UdpCounters {
+    replied: AtomicU64,
+    privileged_port: AtomicU64,
+    would_amplify: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 /// State shared by every worker and connection of one server.
@@ -95,6 +137,7 @@ pub struct Shared {
     rejected_per_ip: AtomicU64,
     idle_closed: AtomicU64,
     accept_resource_errors: AtomicU64,
+    udp: UdpCounters,
     /// Cancelled when the drain starts: listeners close and connections wind down.
     drain: CancellationToken,
     /// When the drain started; connections close by `drain_started + shutdown_timeout`.
@@ -123,6 +166,7 @@ impl Server {
                 rejected_per_ip: AtomicU64::new(0),
                 idle_closed: AtomicU64::new(0),
                 accept_resource_errors: AtomicU64::new(0),
+                udp: UdpCounters::default(),
                 drain: CancellationToken::new(),
                 drain_started: OnceLock::new(),
                 limit_log: RateLimitedLog::default(),
@@ -146,6 +190,10 @@ impl Server {
             rejected_per_ip: s.rejected_per_ip.load(Ordering::Relaxed),
             idle_closed: s.idle_closed.load(Ordering::Relaxed),
             accept_resource_errors: s.accept_resource_errors.load(Ordering::Relaxed),
+            udp_replied: s.udp.replied.load(Ordering::Relaxed),
+            udp_privileged_port: s.udp.privileged_port.load(Ordering::Relaxed),
+            udp_would_amplify: s.udp.would_amplify.load(Ordering::Relaxed),
+            udp_rate_limited: s.udp.rate_limited.load(Ordering::Relaxed),
         }
     }
 
@@ -159,10 +207,10 @@ impl Server {
     /// the configured shutdown timeout.
     pub async fn run(
         &self,
-        listeners: Vec<std::net::TcpListener>,
+        listeners: impl Into<Listeners>,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        let worker = self.worker(listeners);
+        let worker = self.worker(listeners.into());
         tokio::pin!(worker);
         tokio::select! {
             r = &mut worker => return r,
@@ -174,19 +222,26 @@ impl Server {
     /// Serves with `workers` threads, each running a single-threaded runtime that accepts
     /// on every listener, until `shutdown` resolves; then drains as [`run`](Self::run)
     /// does. Blocks the calling thread, which becomes one of the workers.
+    ///
+    /// UDP sockets are served by the calling thread's worker alone.
     pub fn run_workers(
         &self,
-        listeners: Vec<std::net::TcpListener>,
+        listeners: impl Into<Listeners>,
         workers: usize,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
+        let listeners = listeners.into();
         let workers = workers.max(1);
         let mut threads = Vec::with_capacity(workers - 1);
         for i in 1..workers {
-            let copies = listeners
-                .iter()
-                .map(|l| l.try_clone())
-                .collect::<io::Result<Vec<_>>>()?;
+            let copies = Listeners {
+                tcp: listeners
+                    .tcp
+                    .iter()
+                    .map(|l| l.try_clone())
+                    .collect::<io::Result<Vec<_>>>()?,
+                udp: Vec::new(),
+            };
             let server = self.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("upcased-worker-{i}"))
@@ -214,11 +269,21 @@ impl Server {
     }
 
     /// One worker: an accept loop per listener, and every connection they accept, until
-    /// the drain has finished.
-    async fn worker(&self, listeners: Vec<std::net::TcpListener>) -> io::Result<()> {
+    /// the drain has finished; and a task per UDP socket, until the drain begins.
+    async fn worker(&self, listeners: Listeners) -> io::Result<()> {
         let tracker = TaskTracker::new();
-        let mut accept_loops = Vec::with_capacity(listeners.len());
-        for l in listeners {
+        let mut accept_loops = Vec::with_capacity(listeners.tcp.len() + listeners.udp.len());
+        for u in listeners.udp {
+            u.set_nonblocking(true)?;
+            let u = tokio::net::UdpSocket::from_std(u)?;
+            let shared = self.shared.clone();
+            accept_loops.push(tokio::spawn(async move {
+                if let Err(e) = udp::serve(u, shared).await {
+                    warn!(error = %e, "udp socket failed");
+                }
+            }));
+        }
+        for l in listeners.tcp {
             l.set_nonblocking(true)?;
             let l = TcpListener::from_std(l)?;
             accept_loops.push(tokio::spawn(accept_loop(
