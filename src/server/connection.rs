@@ -14,11 +14,13 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::sleep_until;
 use tracing::{debug, Instrument};
@@ -125,12 +127,12 @@ impl Connection<'_> {
         &mut self,
         bufs: &mut Buffers,
         draining: &mut bool,
-        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        mut timer: Pin<&mut tokio::time::Sleep>,
     ) -> io::Result<Option<End>> {
         loop {
-            let n = match self.stream.try_read(&mut bufs.input) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            let n = match self.read_now(&mut bufs.input).await {
+                Ok(Some(n)) => n,
+                Ok(None) => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
@@ -175,12 +177,38 @@ impl Connection<'_> {
                 return Ok(Some(End::Drained));
             }
             if n < bufs.input.len() {
-                // A short read means the socket is (almost surely) empty: go back to
-                // waiting without holding the buffers, instead of one more read to learn
-                // it would block.
+                // A short read has drained the socket (and `read_now` has cleared its
+                // readiness): go back to waiting without the buffers, rather than make one
+                // more read just to learn that it would block.
                 return Ok(None);
             }
         }
+    }
+
+    /// One read, without waiting: `Ok(None)` when nothing is there. Goes through
+    /// `AsyncRead::poll_read` rather than `try_read` because a short read there also clears
+    /// the cached readiness, which saves the extra read that would only return EAGAIN.
+    async fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        std::future::poll_fn(|cx| {
+            let mut rb = ReadBuf::new(buf);
+            Poll::Ready(match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => Ok(Some(rb.filled().len())),
+                Poll::Ready(Err(e)) => Err(e),
+                Poll::Pending => Ok(None),
+            })
+        })
+        .await
+    }
+
+    /// One write, without waiting: `Ok(None)` when the socket's send buffer is full.
+    async fn write_now(&mut self, buf: &[u8]) -> io::Result<Option<usize>> {
+        std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut self.stream).poll_write(cx, buf) {
+                Poll::Ready(r) => r.map(Some),
+                Poll::Pending => Ok(None),
+            })
+        })
+        .await
     }
 
     /// Writes all of `buf`, waiting for the client to read when its window is full. The
@@ -188,19 +216,26 @@ impl Connection<'_> {
     async fn write_all(
         &mut self,
         mut buf: &[u8],
-        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        mut timer: Pin<&mut tokio::time::Sleep>,
     ) -> io::Result<Option<End>> {
+        let mut waited = false;
         while !buf.is_empty() {
-            match self.stream.try_write(buf) {
-                Ok(n) => {
+            match self.write_now(buf).await {
+                Ok(Some(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(Some(n)) => {
                     buf = &buf[n..];
-                    self.last_active = Instant::now();
+                    if waited {
+                        // Progress after a stall is activity; without a stall the read
+                        // that produced `buf` has just counted as such.
+                        self.last_active = Instant::now();
+                    }
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            waited = true;
             tokio::select! {
                 biased;
                 r = self.stream.writable() => r?,
@@ -230,7 +265,7 @@ impl Connection<'_> {
 
     /// The timer fired: end the connection if a deadline really passed, otherwise re-arm
     /// it (activity since it was set moved the idle deadline on).
-    fn on_timer(&mut self, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> Tick {
+    fn on_timer(&mut self, timer: Pin<&mut tokio::time::Sleep>) -> Tick {
         let now = Instant::now();
         if let Some(d) = self.shared.drain_deadline() {
             if now >= d {
