@@ -160,9 +160,9 @@ impl Connection<'_> {
             let out = self.up.push_in_place(&mut input[..n], spill);
             // During a drain, a reply goes out up to and including the LF that ends the
             // current line; what the client sent after it is not answered.
-            let (out, cut) = match (*draining, memchr_lf(out)) {
-                (true, Some(i)) => (&out[..=i], true),
-                _ => (out, false),
+            let (out, cut) = match draining.then(|| memchr_lf(out)).flatten() {
+                Some(i) => (&out[..=i], true),
+                None => (out, false),
             };
             if let Some(&last) = out.last() {
                 self.at_line_start = last == b'\n';
