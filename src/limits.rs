@@ -14,6 +14,13 @@ pub const DEFAULT_PORT: u16 = 2277;
 /// it is also the per-connection bound on unprocessed input.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// The smallest `--read-buffer`: below a few KiB, per-read overhead dominates and a
+/// multi-byte character could not be worked on sensibly.
+pub const MIN_READ_CHUNK: usize = 1024;
+
+/// The largest `--read-buffer`: beyond this a busy connection's bound stops being small.
+pub const MAX_READ_CHUNK: usize = 16 * 1024 * 1024;
+
 /// Held by a connection only while it has bytes in flight: the read chunk plus the worst
 /// case output of upper-casing it ([`crate::transform::MAX_EXPANSION`]×). An idle
 /// connection holds none of it.

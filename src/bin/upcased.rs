@@ -54,6 +54,17 @@ struct Cli {
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
 
+    /// Bound on a lingering close: after FIN, input is read and discarded for at most this
+    /// long, so that a client still sending gets no reset.
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    linger_timeout: Duration,
+
+    /// Bytes read from a connection at a time; a busy connection holds at most 4× this
+    /// (input plus the largest upper-cased output), an idle one nothing.
+    #[arg(long, value_name = "BYTES", default_value_t = limits::READ_CHUNK,
+          value_parser = parse_read_buffer)]
+    read_buffer: usize,
+
     /// Worker threads, each with its own event loop. [default: one per available core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
@@ -153,7 +164,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         idle_timeout: (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout),
         shutdown_timeout: cli.shutdown_timeout,
         udp_rate: cli.udp_rate,
-        ..Config::default()
+        linger_timeout: cli.linger_timeout,
+        read_buffer: cli.read_buffer,
     };
     let workers = match cli.workers {
         Some(n) => n as usize,
@@ -230,4 +242,19 @@ fn ipv6_unavailable(e: &std::io::Error) -> bool {
 fn plain(e: &std::io::Error) -> String {
     let s = e.to_string();
     s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+}
+
+fn parse_read_buffer(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a number of bytes: {e}"))?;
+    if (limits::MIN_READ_CHUNK..=limits::MAX_READ_CHUNK).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "must be between {} and {} bytes",
+            limits::MIN_READ_CHUNK,
+            limits::MAX_READ_CHUNK
+        ))
+    }
 }

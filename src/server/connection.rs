@@ -5,7 +5,8 @@
 //! borrows a buffer pair from a per-thread pool, reads until the socket would block,
 //! upper-cases each chunk (in place when it can) and writes the result back before reading
 //! more: a client that does not read stalls its own connection, and never grows server
-//! memory beyond [`limits::MAX_BUFFERED_PER_CONNECTION`].
+//! memory beyond `read_buffer × (1 + MAX_EXPANSION)` bytes
+//! ([`crate::limits::MAX_BUFFERED_PER_CONNECTION`] by default).
 //!
 //! A connection ends when the client half-closes (everything owed is sent, then FIN), on an
 //! error, at the idle timeout, or during a drain: at a line boundary at once, mid-line once
@@ -15,9 +16,9 @@ use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::Poll;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -26,7 +27,7 @@ use tokio::time::sleep_until;
 use tracing::{debug, Instrument};
 
 use super::{Shared, Slot};
-use crate::limits;
+
 use crate::transform::Upcaser;
 
 /// Serves one accepted connection to its end. Never panics on I/O: every error ends the
@@ -109,7 +110,7 @@ impl Connection<'_> {
                     }
                 }
             }
-            let mut bufs = Buffers::take();
+            let mut bufs = Buffers::take(self.shared.config.read_buffer);
             let step = self.pump(&mut bufs, &mut draining, timer.as_mut()).await;
             bufs.give_back();
             match step? {
@@ -235,7 +236,13 @@ impl Connection<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            waited = true;
+            if !waited {
+                debug!(
+                    unsent = buf.len(),
+                    "client is not reading; reads paused until it does"
+                );
+                waited = true;
+            }
             tokio::select! {
                 biased;
                 r = self.stream.writable() => r?,
@@ -300,7 +307,7 @@ impl Connection<'_> {
         if let Some(d) = self.shared.drain_deadline() {
             until = until.min(d.max(Instant::now()));
         }
-        let mut bufs = Buffers::take();
+        let mut bufs = Buffers::take(self.shared.config.read_buffer);
         let result = tokio::time::timeout_at(until.into(), async {
             loop {
                 self.stream.readable().await?;
@@ -347,10 +354,12 @@ thread_local! {
 }
 
 impl Buffers {
-    fn take() -> Buffers {
+    /// Buffers with an input buffer of `size` bytes, from the pool when it has some.
+    fn take(size: usize) -> Buffers {
         POOL.with(|p| p.borrow_mut().pop())
+            .filter(|b| b.input.len() == size)
             .unwrap_or_else(|| Buffers {
-                input: vec![0u8; limits::READ_CHUNK].into_boxed_slice(),
+                input: vec![0u8; size].into_boxed_slice(),
                 spill: Vec::new(),
             })
     }

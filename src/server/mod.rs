@@ -16,7 +16,7 @@
 //! single-threaded runtime per core, each accepting on the same listeners, which avoids
 //! work-stealing hand-offs on the per-message path.
 //!
-//! What each connection does, and how it ends, lives in [`connection`]; the connection
+//! What each connection does, and how it ends, lives in `connection`; the connection
 //! limits and counters shared by all workers live in [`Shared`].
 
 mod connection;
@@ -55,6 +55,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Bound on one lingering close.
     pub linger_timeout: Duration,
+    /// Bytes read from a connection at a time. A busy connection holds this much input and
+    /// at most [`crate::transform::MAX_EXPANSION`] times as much output; an idle one none.
+    pub read_buffer: usize,
     /// UDP datagrams answered per second per source address; `None` for no limit.
     pub udp_rate: Option<u32>,
 }
@@ -68,6 +71,7 @@ impl Default for Config {
             idle_timeout: Some(limits::DEFAULT_IDLE_TIMEOUT),
             shutdown_timeout: limits::DEFAULT_SHUTDOWN_TIMEOUT,
             linger_timeout: limits::LINGER_TIMEOUT,
+            read_buffer: limits::READ_CHUNK,
             udp_rate: None,
         }
     }
