@@ -190,7 +190,7 @@ fn lossy_decoding_per_read_fails_split_and_invalid_bytes() {
         .unwrap()
         .got
         .text
-        .contains('\u{FFFD}'));
+        .contains(r"\u{FFFD}"));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 /// Raw bytes shown in one excerpt, before escaping. Enough to recognise a line of text,
 /// short enough that sent, expected and got fit on one terminal line each.
-pub const EXCERPT_BYTES: usize = 48;
+pub const EXCERPT_BYTES: usize = 64;
 
 /// Bytes shown before the first difference, so the reader sees where the reply went wrong.
 const EXCERPT_LEAD: usize = 16;
@@ -173,8 +173,9 @@ fn is_continuation(b: u8) -> bool {
 }
 
 /// Shows bytes as readable text: valid UTF-8 as itself, except `\n`, `\r`, `\t`, `\0`, `\\`,
-/// `\"`, other control characters as `\xNN` (or `\u{NN}` above ASCII), and bytes that are
-/// not valid UTF-8 as `\xNN`.
+/// `\"`, other control characters as `\xNN` (or `\u{NN}` above ASCII), U+FFFD as
+/// `\u{FFFD}` (so that a server's replacement characters cannot pass for a font's), and
+/// bytes that are not valid UTF-8 as `\xNN`.
 pub fn escape(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
@@ -189,7 +190,9 @@ pub fn escape(bytes: &[u8]) -> String {
                 c if (c as u32) < 0x80 && c.is_control() => {
                     s.push_str(&format!("\\x{:02X}", c as u32));
                 }
-                c if c.is_control() => s.push_str(&format!("\\u{{{:X}}}", c as u32)),
+                c if c.is_control() || c == char::REPLACEMENT_CHARACTER => {
+                    s.push_str(&format!("\\u{{{:X}}}", c as u32));
+                }
                 c => s.push(c),
             }
         }
@@ -209,6 +212,7 @@ mod tests {
         assert_eq!(escape(b"a\n\r\t\0\\\"\x01\x7f"), r#"a\n\r\t\0\\\"\x01\x7F"#);
         assert_eq!(escape(b"\xff\xc3("), r"\xFF\xC3(");
         assert_eq!(escape("straße\u{85}".as_bytes()), r"straße\u{85}");
+        assert_eq!(escape("a\u{FFFD}".as_bytes()), r"a\u{FFFD}");
     }
 
     #[test]
@@ -247,7 +251,7 @@ mod tests {
         let expected = vec![b'A'; 200];
         let mut got = expected.clone();
         got[100] = b'a';
-        let d = Detail::new(&vec![b'a'; 200], &expected, &got);
+        let d = Detail::new(&[b'a'; 200], &expected, &got);
         assert_eq!(d.got.from, 100 - EXCERPT_LEAD);
         assert!(d.got.text.contains('a'));
         assert_eq!(d.sent.from, d.got.from);
