@@ -2,7 +2,7 @@
 //!
 //! A case opens its own connections, computes what it expects with the reference
 //! transform ([`crate::transform::upcase`]), and returns a short note on success or a
-//! [`Failure`]. Cases run one after another, so that a server serving one client at a
+//! failure. Cases run one after another, so that a server serving one client at a
 //! time fails only the cases about concurrency.
 //!
 //! Each case tests one thing, so that a flawed server fails the cases of its flaw and no
@@ -482,7 +482,8 @@ async fn invalid_utf8(ctx: Ctx) -> Outcome {
     .await
 }
 
-/// Splits `text` inside each character that `at` picks, just after its `k`-th byte.
+/// Splits `text` into writes: for each `(c, k)` in `cuts`, in order, the next `c` is cut
+/// after its `k`-th byte.
 fn split_inside(text: &str, cuts: &[(char, usize)]) -> Vec<Vec<u8>> {
     let mut parts = Vec::new();
     let mut current = Vec::new();

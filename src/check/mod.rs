@@ -48,8 +48,11 @@ const CASE_GRACE: Duration = Duration::from_secs(1);
 /// The command line of `upcase check`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
-    /// The server to grade: HOST:PORT or [V6]:PORT (the first address that accepts is used).
-    #[arg(value_name = "ADDR")]
+    /// The server to grade: `HOST:PORT` or `[V6]:PORT`.
+    #[arg(
+        value_name = "ADDR",
+        help = "The server to grade: HOST:PORT or [V6]:PORT (the first address that accepts is used)"
+    )]
     pub addr: String,
 
     /// Print the report as JSON on stdout instead of a table.
