@@ -13,10 +13,12 @@
 //! | [`net`] | address and duration parsing, listener binding, descriptor limits |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
+//! | [`check`] | `upcase check`: the conformance suite that grades any server, and its reports |
 //!
 //! The binaries in `src/bin/` only parse arguments, set up logging, call one function here
 //! and turn its result into an exit status.
 
+pub mod check;
 pub mod client;
 pub mod limits;
 pub mod logging;

@@ -84,6 +84,11 @@ fn a_datagram_gets_one_upper_cased_reply_with_tcp_alongside() {
     let mut buf = [0u8; 8];
     let (n, from) = other.recv_from(&mut buf).unwrap();
     assert_eq!((&buf[..n], from), (&b"FROM"[..], srv.addr));
+    // The counter moves just after the send; give it a moment.
+    let end = std::time::Instant::now() + PATIENCE;
+    while srv.server.stats().udp_replied < 2 && std::time::Instant::now() < end {
+        thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(srv.server.stats().udp_replied, 2);
 }
 

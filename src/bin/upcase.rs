@@ -49,6 +49,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Grade a server against the protocol: run the conformance cases and report on each.
+    ///
+    /// Exit status: 0 if every case passes, 1 if any fails, 2 if the server cannot be
+    /// reached or the usage is wrong.
+    Check(upcase::check::CheckArgs),
     /// Send one message (the words joined by spaces, plus LF) and print the reply.
     Send {
         /// The message.
@@ -77,11 +82,16 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         eprintln!("error: invalid value '0' for '--timeout <DUR>': must be more than zero");
         return Ok(ExitCode::from(2));
     }
+    let send = match cli.command {
+        Some(Command::Check(args)) => return check(&args),
+        Some(Command::Send { text }) => Some(text),
+        None => None,
+    };
     if cli.udp {
-        return run_udp(cli).map(|()| ExitCode::SUCCESS);
+        return run_udp(&cli.connect, cli.timeout, send).map(|()| ExitCode::SUCCESS);
     }
-    match cli.command {
-        Some(Command::Send { text }) => {
+    match send {
+        Some(text) => {
             let mut message = text.join(" ").into_bytes();
             message.push(b'\n');
             let mut stream = client::connect(&cli.connect, cli.timeout)?;
@@ -123,11 +133,12 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_udp(cli: Cli) -> Result<(), ClientError> {
+/// The same three ways of talking, over UDP: `send` is one datagram.
+fn run_udp(target: &str, timeout: Duration, send: Option<Vec<String>>) -> Result<(), ClientError> {
     let local = |what| move |source| ClientError::Local { what, source };
-    let mut udp = client::UdpClient::connect(&cli.connect, cli.timeout)?;
-    match cli.command {
-        Some(Command::Send { text }) => {
+    let mut udp = client::UdpClient::connect(target, timeout)?;
+    match send {
+        Some(text) => {
             let reply = udp.exchange(text.join(" ").as_bytes())?;
             let mut out = std::io::stdout().lock();
             out.write_all(reply)
@@ -151,4 +162,55 @@ fn run_udp(cli: Cli) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// `upcase check`: runs the suite, prints the table or JSON, writes JUnit XML if asked.
+fn check(args: &upcase::check::CheckArgs) -> Result<ExitCode, ClientError> {
+    use upcase::check::{self, export, CheckError};
+    let report = match check::run(&args.options()) {
+        Ok(report) => report,
+        Err(e @ (CheckError::Unreachable(_) | CheckError::UnknownCase { .. })) => {
+            eprintln!("upcase check: error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => {
+            eprintln!("upcase check: error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, export::junit(&report)) {
+            eprintln!(
+                "upcase check: error: cannot write the JUnit report to {}: {e}",
+                path.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let text = if args.json {
+        match export::json(&report) {
+            Ok(mut json) => {
+                json.push('\n');
+                json
+            }
+            Err(e) => {
+                eprintln!("upcase check: error: cannot write the report as JSON: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    } else {
+        export::table(&report)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| ClientError::Local {
+            what: "writing the report",
+            source,
+        })?;
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
