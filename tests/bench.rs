@@ -98,6 +98,12 @@ fn dribbling_upcaser(mut stream: TcpStream) {
     }
 }
 
+/// Reads everything and never answers.
+fn silent(mut stream: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+}
+
 /// A UDP upcaser: each datagram upper-cased and sent back.
 fn udp_fixture() -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -170,6 +176,21 @@ fn a_plain_echo_is_caught_as_wrong_replies() {
     let r = bench::run(&addr.to_string(), TIMEOUT, &short(2), None).unwrap();
     assert!(r.errors.wrong_replies > 0, "{r:?}");
     assert!(!r.passed());
+    assert_eq!(r.exit_code(), 1);
+}
+
+#[test]
+fn a_server_that_never_answers_is_counted_as_timeouts() {
+    let addr = tcp_fixture(silent);
+    let args = BenchArgs {
+        duration: Duration::from_millis(800),
+        warmup: Duration::ZERO,
+        ..short(3)
+    };
+    let r = bench::run(&addr.to_string(), Duration::from_millis(200), &args, None).unwrap();
+    assert_eq!(r.errors.timeouts, 3, "{r:?}");
+    assert_eq!(r.messages, 0);
+    assert_eq!(r.latency_us, None);
     assert_eq!(r.exit_code(), 1);
 }
 

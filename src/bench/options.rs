@@ -134,7 +134,11 @@ impl BenchArgs {
             return usage(format!("--pipeline must be between 1 and {MAX_PIPELINE}"));
         }
         if let Some(rate) = self.rate {
-            parse_rate(&rate.to_string()).map_err(BenchError::Usage)?;
+            if !(rate.is_finite() && rate > 0.0) {
+                return usage(format!(
+                    "--rate {rate} is not a rate: expected a positive number of messages per second"
+                ));
+            }
         }
         Ok(())
     }
