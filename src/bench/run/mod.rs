@@ -128,6 +128,11 @@ pub(super) struct Watch {
     pub oldest: Cell<Option<Instant>>,
 }
 
+/// The resolution of the runtime's timers: they fire on millisecond ticks, rounded up.
+/// An open loop arms its timer this much ahead of the next send time, so that messages go
+/// out at most this early and never late, instead of up to this late.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
 /// The send times of an open loop: one connection's share of a fixed schedule.
 pub(super) struct Schedule {
     next: Instant,
@@ -141,7 +146,7 @@ impl Schedule {
         Schedule {
             next: first,
             interval,
-            timer: Box::pin(sleep_until(first)),
+            timer: Box::pin(sleep_until(ahead_of(first))),
         }
     }
 
@@ -150,19 +155,29 @@ impl Schedule {
         self.timer.as_mut().poll(cx)
     }
 
-    /// Hands every due send time to `f` (at least one, so a timer that fires a hair
-    /// early cannot spin) and arms the timer for the next.
+    /// Hands `f` the start time of every message due within the timer's resolution (at
+    /// least one, so a timer that fires early cannot spin) and arms the timer for the next.
+    ///
+    /// A message's start time is the earlier of its scheduled time and now: latency counts
+    /// from the schedule when the tool is late (no coordinated omission), and from the
+    /// actual send when the timer let it go out early (no charge for time not yet due).
     pub fn take_due(&mut self, mut f: impl FnMut(Instant)) {
         let now = Instant::now();
+        let horizon = now + TIMER_RESOLUTION;
         loop {
-            f(self.next);
+            f(self.next.min(now));
             self.next += self.interval;
-            if self.next > now {
+            if self.next > horizon {
                 break;
             }
         }
-        self.timer.as_mut().reset(self.next);
+        self.timer.as_mut().reset(ahead_of(self.next));
     }
+}
+
+/// When to wake for a message due at `t`: one timer resolution earlier.
+fn ahead_of(t: Instant) -> Instant {
+    t.checked_sub(TIMER_RESOLUTION).unwrap_or(t)
 }
 
 /// Runs one benchmark against `target` and returns what it measured.
