@@ -366,7 +366,26 @@ fn exits_0_with_a_table_when_every_reply_is_right() {
         .code(0)
         .stdout(predicates::str::contains("msgs/s"))
         .stdout(predicates::str::contains("p99.9"))
-        .stdout(predicates::str::contains("0 wrong replies"));
+        .stdout(predicates::str::contains("0 wrong replies"))
+        .stderr(""); // no progress line when stdout is not a terminal
+}
+
+#[test]
+fn connections_that_fail_to_open_are_counted_and_exit_1() {
+    // Accepts one connection, then closes the listener: the rest are refused, or reset if
+    // they were already queued in the backlog.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        drop(listener);
+        dribbling_upcaser(stream);
+    });
+    let r = bench::run(&addr.to_string(), TIMEOUT, &short(20), None).unwrap();
+    assert_eq!(r.errors.connect_failures + r.errors.resets, 19, "{r:?}");
+    assert_eq!(r.errors.wrong_replies, 0, "{r:?}");
+    assert!(r.messages > 0, "the one connection served: {r:?}");
+    assert_eq!(r.exit_code(), 1);
 }
 
 #[test]
@@ -404,35 +423,76 @@ fn exits_2_on_usage_errors() {
     }
 }
 
-#[test]
-fn too_many_connections_for_the_descriptor_limit_says_how_to_raise_it() {
+/// `upcase bench --connections N` against `addr`, run with the descriptor limit set to
+/// `soft` (and the hard limit to `hard`, when given) in the child.
+fn bench_with_nofile(addr: SocketAddr, connections: u32, soft: u64, hard: Option<u64>) -> Command {
     use std::os::unix::process::CommandExt;
-    let server = InProcessServer::start();
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("upcase"));
     cmd.args([
         "-c",
-        &server.addr.to_string(),
+        &addr.to_string(),
         "bench",
-        "--connections",
-        "500",
-    ]);
-    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0",
+    ])
+    .args(["--connections", &connections.to_string()]);
+    // SAFETY: getrlimit and setrlimit are async-signal-safe and touch only the child.
     unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 64,
-                rlim_max: 64,
+        cmd.pre_exec(move || {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
             };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            lim.rlim_cur = soft as libc::rlim_t;
+            if let Some(hard) = hard {
+                lim.rlim_max = hard as libc::rlim_t;
+            }
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    let out = Command::from_std(cmd)
-        .timeout(Duration::from_secs(60))
+    let mut cmd = Command::from_std(cmd);
+    cmd.timeout(Duration::from_secs(60));
+    cmd
+}
+
+#[test]
+fn too_many_connections_for_the_descriptor_limit_says_how_to_raise_it() {
+    let server = InProcessServer::start();
+    let out = bench_with_nofile(server.addr, 500, 64, Some(64))
         .assert()
         .code(2);
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(stderr.contains("ulimit -n"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_low_soft_descriptor_limit_is_raised_to_the_hard_limit() {
+    let server = InProcessServer::start();
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes a plain struct we own.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+        0
+    );
+    if hard.rlim_max < 1024 {
+        eprintln!(
+            "skipped: the hard descriptor limit here is {}",
+            hard.rlim_max
+        );
+        return;
+    }
+    bench_with_nofile(server.addr, 300, 64, None)
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("300 open of 300"));
 }
