@@ -13,7 +13,7 @@
 //! | [`net`] | address and duration parsing, listener binding, descriptor limits |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
-//! | [`bench`] | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
+//! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
 //!
 //! The binaries in `src/bin/` only parse arguments, set up logging, call one function here
 //! and turn its result into an exit status.
