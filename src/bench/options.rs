@@ -18,6 +18,17 @@ pub const DEFAULT_CONNECTIONS: u32 = 100;
 /// measure per-message cost (system calls, wake-ups) rather than copying.
 pub const DEFAULT_SIZE: u32 = 64;
 
+/// Default `--pipeline`: one message in flight, request/response as most clients use it.
+pub const DEFAULT_PIPELINE: u32 = 1;
+
+/// Default `--duration`: five seconds averages over the scheduling noise of a shared machine
+/// and still gives an answer while the user waits.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
+
+/// Default `--warmup`: one second lets connections reach their steady state (congestion
+/// windows, server buffers, CPU frequency) before anything is counted.
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
+
 /// Upper bound of `--connections`. One source address can open at most about 28 000
 /// connections to one server address (the ephemeral port range); a million leaves room for
 /// servers that listen on many addresses while still catching typing mistakes.
@@ -62,11 +73,12 @@ pub struct BenchArgs {
     pub size: u32,
 
     /// Messages each connection keeps in flight (closed loop).
-    #[arg(long, value_name = "K", default_value_t = 1, conflicts_with = "rate",
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_PIPELINE, conflicts_with = "rate",
           value_parser = clap::value_parser!(u32).range(1..=MAX_PIPELINE as i64))]
     pub pipeline: u32,
 
     /// Length of the timed window (500ms, 10s, 5m).
+    // clap needs the default as text; `defaults_match_the_named_constants` keeps it in step.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
     pub duration: Duration,
 
@@ -97,9 +109,9 @@ impl Default for BenchArgs {
         BenchArgs {
             connections: DEFAULT_CONNECTIONS,
             size: DEFAULT_SIZE,
-            pipeline: 1,
-            duration: Duration::from_secs(5),
-            warmup: Duration::from_secs(1),
+            pipeline: DEFAULT_PIPELINE,
+            duration: DEFAULT_DURATION,
+            warmup: DEFAULT_WARMUP,
             rate: None,
             text: Text::Ascii,
             udp: false,
@@ -157,6 +169,28 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    #[test]
+    fn defaults_match_the_named_constants() {
+        use clap::Parser;
+        let parsed = Cli::parse_from(["bench"]).args;
+        let default = BenchArgs::default();
+        assert_eq!(
+            (parsed.connections, parsed.size, parsed.pipeline),
+            (default.connections, default.size, default.pipeline)
+        );
+        assert_eq!(
+            (parsed.duration, parsed.warmup, parsed.rate, parsed.text),
+            (default.duration, default.warmup, default.rate, default.text)
+        );
+        assert!(!parsed.udp && !parsed.json);
+    }
 
     #[test]
     fn rates_must_be_positive_numbers() {

@@ -125,6 +125,7 @@ pub(super) fn bump(c: &Cell<u64>) {
 /// that the watchdog can find stalled connections without a timer per message.
 #[derive(Debug, Default)]
 pub(super) struct Watch {
+    /// When the oldest message still waiting for its reply started; `None` when none waits.
     pub oldest: Cell<Option<Instant>>,
 }
 
