@@ -13,11 +13,13 @@
 //! | [`net`] | address and duration parsing, listener binding, descriptor limits |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
+//! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
 //! | [`check`] | `upcase check`: the conformance suite that grades any server, and its reports |
 //!
 //! The binaries in `src/bin/` only parse arguments, set up logging, call one function here
 //! and turn its result into an exit status.
 
+pub mod bench;
 pub mod check;
 pub mod client;
 pub mod limits;

@@ -1,6 +1,8 @@
 //! `upcase`: the client. With no subcommand it runs an interactive session on a terminal
-//! and pipe mode otherwise; `send` sends one message. Exit codes: 0 success, 1 a failure
-//! talking to the server, 2 usage errors.
+//! and pipe mode otherwise; `send` sends one message; `bench` loads the server and
+//! measures it. Exit codes: 0 success, 1 a failure talking to the server (for `bench`: a
+//! wrong reply or a failed connection), 2 usage errors (for `bench`: also an unreachable
+//! server).
 
 use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
@@ -8,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use upcase::bench::{self, BenchArgs};
 use upcase::client::{self, ClientError, Editor};
 use upcase::logging::{self, LogFormat};
 use upcase::net::parse_duration;
@@ -60,6 +63,11 @@ enum Command {
         #[arg(required = true, num_args = 1.., value_name = "TEXT")]
         text: Vec<String>,
     },
+    /// Load the server and measure it: throughput, latency percentiles, every reply checked.
+    ///
+    /// Exit status: 0 when every reply was right, 1 when any was wrong or a connection
+    /// failed, 2 for usage errors and an unreachable server.
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +92,28 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     }
     let send = match cli.command {
         Some(Command::Check(args)) => return check(&args),
+        Some(Command::Bench(mut args)) => {
+            args.udp = cli.udp;
+            // The progress line goes to stderr, but only when a person watches stdout.
+            let progress = std::io::stdout()
+                .is_terminal()
+                .then(bench::Progress::stderr);
+            let result = match bench::run(&cli.connect, cli.timeout, &args, progress.as_ref()) {
+                Ok(result) => result,
+                Err(e) => {
+                    eprintln!("upcase: error: {e}");
+                    return Ok(ExitCode::from(e.exit_code()));
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                bench::export::write_json(&result, &mut out)
+            } else {
+                bench::export::write_table(&result, &mut out)
+            }
+            .map_err(local("writing output"))?;
+            return Ok(ExitCode::from(result.exit_code()));
+        }
         Some(Command::Send { text }) => Some(text),
         None => None,
     };

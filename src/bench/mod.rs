@@ -1,0 +1,89 @@
+//! `upcase bench`: a load generator for capitalisation servers that verifies every reply.
+//!
+//! It opens all its connections before the clock starts, then either keeps `--pipeline`
+//! messages in flight on each (closed loop) or sends `--rate` messages per second on a
+//! fixed schedule and measures latency from the scheduled time, so that a stalled server
+//! cannot hide its stalls by slowing the load down (open loop). Replies are reassembled
+//! across reads and checked byte for byte against [`crate::transform::upcase`]. It runs
+//! on one thread, so it costs one core at most.
+//!
+//! Laid out by concern, as hyperfine is:
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`options`] | the flags ([`BenchArgs`]), their defaults and bounds |
+//! | `payload` | the message and the reply it must get |
+//! | `run` | opening connections, the timed window, the per-connection drivers |
+//! | [`result`] | the documented, serialisable [`BenchResult`] |
+//! | [`export`] | the table and the JSON |
+//! | [`progress`] | the live progress line |
+
+pub mod export;
+pub mod options;
+mod payload;
+pub mod progress;
+pub mod result;
+mod run;
+
+use std::io;
+
+pub use options::{BenchArgs, Text};
+pub use payload::Payload;
+pub use progress::Progress;
+pub use result::{BenchResult, Errors, Latency, LoopMode, Transport};
+pub use run::run;
+
+use crate::client::ClientError;
+
+/// Why a run could not start. Each is one line for the user; the exit status is
+/// [`BenchError::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A flag, or a combination of flags, that cannot work.
+    #[error("{0}")]
+    Usage(String),
+    /// The address could not be resolved, or the first connection failed.
+    #[error(transparent)]
+    Connect(#[from] ClientError),
+    /// `--udp`: the probe datagram got no reply.
+    #[error("could not reach {addr} over UDP: {reason}")]
+    UdpUnreachable {
+        /// The address as the user gave it.
+        addr: String,
+        /// What happened to the probe.
+        reason: String,
+    },
+    /// The descriptor limit is too low for `--connections` and could not be raised.
+    #[error(
+        "--connections {connections} needs about {needed} open files, but the limit is {limit}; \
+         raise it with `ulimit -n {needed}` (beyond the hard limit: `nofile` in \
+         /etc/security/limits.conf), or use fewer connections"
+    )]
+    DescriptorLimit {
+        /// Connections asked for.
+        connections: u32,
+        /// Descriptors needed.
+        needed: u64,
+        /// The soft limit, after trying to raise it.
+        limit: u64,
+    },
+    /// A local resource failed (the runtime could not start).
+    #[error("{what}: {source}")]
+    Local {
+        /// What was being done.
+        what: &'static str,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+impl BenchError {
+    /// 2 for usage and connect errors (nothing was measured because of how it was asked),
+    /// 1 for local failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BenchError::Local { .. } => 1,
+            _ => 2,
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! What a benchmark run is asked to do: the `upcase bench` flags, their defaults and bounds,
+//! and the checks clap cannot make on its own.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::BenchError;
+use crate::net::parse_duration;
+
+/// Default `--connections`: a hundred connections is the smallest count at which a
+/// multi-worker server has enough concurrent work to show its throughput, and far below
+/// any descriptor limit.
+pub const DEFAULT_CONNECTIONS: u32 = 100;
+
+/// Default `--size`: 64 bytes is a typical line of text, small enough that the figures
+/// measure per-message cost (system calls, wake-ups) rather than copying.
+pub const DEFAULT_SIZE: u32 = 64;
+
+/// Default `--pipeline`: one message in flight, request/response as most clients use it.
+pub const DEFAULT_PIPELINE: u32 = 1;
+
+/// Default `--duration`: five seconds averages over the scheduling noise of a shared machine
+/// and still gives an answer while the user waits.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
+
+/// Default `--warmup`: one second lets connections reach their steady state (congestion
+/// windows, server buffers, CPU frequency) before anything is counted.
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
+
+/// Upper bound of `--connections`. One source address can open at most about 28 000
+/// connections to one server address (the ephemeral port range); a million leaves room for
+/// servers that listen on many addresses while still catching typing mistakes.
+pub const MAX_CONNECTIONS: u32 = 1_000_000;
+
+/// Upper bound of `--size`: 64 MiB. The message and its expected reply are built once and
+/// shared by every connection, so this bounds memory, not per-connection cost.
+pub const MAX_SIZE: u32 = 64 << 20;
+
+/// Upper bound of `--pipeline`. Each connection keeps one send time per message in flight;
+/// beyond a few thousand, the socket buffers, not the pipeline, bound what is in flight.
+pub const MAX_PIPELINE: u32 = 4096;
+
+/// The largest UDP payload over IPv4 (65 535 less the IP and UDP headers): one message is
+/// one datagram, so `--udp` needs `--size` at most this.
+pub const MAX_UDP_SIZE: u32 = 65_507;
+
+/// Which text the messages carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Text {
+    /// Lower-case ASCII letters, then LF.
+    #[default]
+    Ascii,
+    /// Cyrillic, German, Greek and CJK words whose upper-case has the same UTF-8 length,
+    /// separated by spaces, then LF.
+    Unicode,
+}
+
+/// The flags of `upcase bench`. The server address and the reply timeout are the client's
+/// global `--connect` and `--timeout`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Connections (UDP sockets with --udp), all opened before the timed window starts.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_CONNECTIONS as i64))]
+    pub connections: u32,
+
+    /// Bytes per message: letters (or words, with --text unicode), then LF.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_SIZE as i64))]
+    pub size: u32,
+
+    /// Messages each connection keeps in flight (closed loop).
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_PIPELINE, conflicts_with = "rate",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_PIPELINE as i64))]
+    pub pipeline: u32,
+
+    /// Length of the timed window (500ms, 10s, 5m).
+    // clap needs the default as text; `defaults_match_the_named_constants` keeps it in step.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Load before the timed window, not counted in the figures; 0 for none.
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+
+    /// Open loop: R messages per second in total, sent on a fixed schedule whatever the
+    /// replies do; latency counts from each message's scheduled time.
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Text of the messages.
+    #[arg(long, value_enum, default_value_t = Text::Ascii)]
+    pub text: Text,
+
+    /// One UDP datagram per message instead of a TCP stream. Set from `upcase`'s global
+    /// `--udp` flag (so `upcase bench --udp` and `upcase --udp bench` both work).
+    #[arg(skip)]
+    pub udp: bool,
+
+    /// Print the result as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        BenchArgs {
+            connections: DEFAULT_CONNECTIONS,
+            size: DEFAULT_SIZE,
+            pipeline: DEFAULT_PIPELINE,
+            duration: DEFAULT_DURATION,
+            warmup: DEFAULT_WARMUP,
+            rate: None,
+            text: Text::Ascii,
+            udp: false,
+            json: false,
+        }
+    }
+}
+
+impl BenchArgs {
+    /// The checks that need more than one flag, or that clap's parsers cannot express.
+    /// Each failure is a usage error that says what to change.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let usage = |s: String| Err(BenchError::Usage(s));
+        if self.duration.is_zero() {
+            return usage("--duration must be more than zero".into());
+        }
+        if self.udp && self.size > MAX_UDP_SIZE {
+            return usage(format!(
+                "--size {} does not fit in one UDP datagram; with --udp use at most {MAX_UDP_SIZE}",
+                self.size
+            ));
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
+            return usage(format!(
+                "--connections must be between 1 and {MAX_CONNECTIONS}"
+            ));
+        }
+        if !(1..=MAX_SIZE).contains(&self.size) {
+            return usage(format!("--size must be between 1 and {MAX_SIZE}"));
+        }
+        if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
+            return usage(format!("--pipeline must be between 1 and {MAX_PIPELINE}"));
+        }
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return usage(format!(
+                    "--rate {rate} is not a rate: expected a positive number of messages per second"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `--rate`: a positive, finite number of messages per second.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "`{s}` is not a rate: expected a positive number of messages per second, e.g. 10000"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    #[test]
+    fn defaults_match_the_named_constants() {
+        use clap::Parser;
+        let parsed = Cli::parse_from(["bench"]).args;
+        let default = BenchArgs::default();
+        assert_eq!(
+            (parsed.connections, parsed.size, parsed.pipeline),
+            (default.connections, default.size, default.pipeline)
+        );
+        assert_eq!(
+            (parsed.duration, parsed.warmup, parsed.rate, parsed.text),
+            (default.duration, default.warmup, default.rate, default.text)
+        );
+        assert!(!parsed.udp && !parsed.json);
+    }
+
+    #[test]
+    fn rates_must_be_positive_numbers() {
+        assert_eq!(parse_rate("2500").unwrap(), 2500.0);
+        assert_eq!(parse_rate("0.5").unwrap(), 0.5);
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("-3").is_err());
+        assert!(parse_rate("inf").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn udp_messages_must_fit_a_datagram() {
+        let args = BenchArgs {
+            udp: true,
+            size: MAX_UDP_SIZE + 1,
+            ..BenchArgs::default()
+        };
+        assert!(matches!(args.validate(), Err(BenchError::Usage(_))));
+        let args = BenchArgs {
+            udp: true,
+            size: MAX_UDP_SIZE,
+            ..BenchArgs::default()
+        };
+        assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn zero_duration_is_refused() {
+        let args = BenchArgs {
+            duration: Duration::ZERO,
+            ..BenchArgs::default()
+        };
+        assert!(matches!(args.validate(), Err(BenchError::Usage(_))));
+    }
+}
