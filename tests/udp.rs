@@ -284,11 +284,22 @@ fn client_refuses_a_line_longer_than_a_datagram() {
 fn bench_over_udp_against_the_real_server() {
     let srv = common::Upcased::spawn(&["--udp"]);
     let out = upcase_cmd()
-        .args(["-c", &srv.addr.to_string(), "bench", "--udp", "--connections", "4"])
+        .args([
+            "-c",
+            &srv.addr.to_string(),
+            "bench",
+            "--udp",
+            "--connections",
+            "4",
+        ])
         .args(["--duration", "300ms", "--warmup", "0", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["transport"], "udp");
     assert!(j["messages"].as_u64().unwrap() > 0);
