@@ -286,9 +286,11 @@ fn drain_under_load_gives_every_client_complete_correct_lines() {
     let mut srv = Upcased::spawn(&["--shutdown-timeout", "5s"]);
     let addr = srv.addr;
     let stop_sending = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..40)
         .map(|i| {
             let stop = stop_sending.clone();
+            let served = served.clone();
             thread::spawn(move || {
                 let c = TcpStream::connect(addr).unwrap();
                 c.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -308,8 +310,11 @@ fn drain_under_load_gives_every_client_complete_correct_lines() {
                     }
                     sent
                 });
-                let mut got = Vec::new();
+                let mut got = vec![0u8; 4096];
                 let mut r = c;
+                let n = r.read(&mut got).expect("a first reply");
+                got.truncate(n);
+                served.fetch_add(1, Ordering::SeqCst);
                 // The server must end with FIN, never a reset.
                 r.read_to_end(&mut got).expect("clean EOF, no reset");
                 let sent = writer.join().unwrap();
@@ -317,7 +322,13 @@ fn drain_under_load_gives_every_client_complete_correct_lines() {
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(700));
+    // Every client is in full flow before the signal.
+    let end = Instant::now() + PATIENCE;
+    while served.load(Ordering::SeqCst) < 40 {
+        assert!(Instant::now() < end, "clients never got going");
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_millis(200));
     srv.signal("TERM");
     let status = srv.wait();
     stop_sending.store(true, Ordering::Relaxed);

@@ -443,7 +443,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
 
 /// Closes a connection over a limit at once, with no data, and counts it.
 fn refuse(shared: &Shared, stream: tokio::net::TcpStream, peer: SocketAddr, why: Refusal) {
-    drop(stream);
     let (counter, limit, what) = match why {
         Refusal::OverLimit => (
             &shared.rejected_over_limit,
