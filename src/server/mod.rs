@@ -455,7 +455,9 @@ fn refuse(shared: &Shared, stream: tokio::net::TcpStream, peer: SocketAddr, why:
             "--max-connections-per-ip",
         ),
     };
+    // Counted before the close, so that whoever sees the close also sees the count.
     counter.fetch_add(1, Ordering::Relaxed);
+    drop(stream);
     shared
         .limit_log
         .warn(|suppressed| warn!(%peer, limit, suppressed, "connection refused: {what} reached"));
