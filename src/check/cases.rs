@@ -387,26 +387,24 @@ pub fn large_text(len: usize) -> Vec<u8> {
     text
 }
 
-async fn half_close_no_newline(ctx: Ctx) -> Outcome {
-    let message = b"the last words, with no newline";
+/// Sends `message`, half-closes, and expects the whole reply and then EOF.
+async fn send_then_half_close(ctx: &Ctx, message: &[u8]) -> Result<(), Failure> {
     let expected = ctx.expect(message);
     let mut c = ctx.connect().await?;
     c.send(message).await?;
     c.half_close().await?;
     c.expect(message, &expected).await?;
-    c.expect_eof(message, &expected).await?;
+    c.expect_eof(message, &expected).await
+}
+
+async fn half_close_no_newline(ctx: Ctx) -> Outcome {
+    send_then_half_close(&ctx, b"the last words, with no newline").await?;
     Ok("reply, then EOF".into())
 }
 
 async fn incomplete_at_eof(ctx: Ctx) -> Outcome {
     // "abc €" cut after the first two bytes of the euro sign: it can never complete.
-    let message = b"abc \xE2\x82";
-    let expected = ctx.expect(message);
-    let mut c = ctx.connect().await?;
-    c.send(message).await?;
-    c.half_close().await?;
-    c.expect(message, &expected).await?;
-    c.expect_eof(message, &expected).await?;
+    send_then_half_close(&ctx, b"abc \xE2\x82").await?;
     Ok("held-back bytes flushed at EOF".into())
 }
 
