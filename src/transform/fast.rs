@@ -1,0 +1,314 @@
+//! The block kernel and the loop that drives it, in place or into a separate buffer.
+//!
+//! See the module doc of [`super`] for the method. The kernel is written as plain loops
+//! over fixed-size arrays, with no branches inside, so that the compiler turns each of them
+//! into a handful of SIMD instructions; [`drive`] picks an AVX2 build of the same code at
+//! run time where the CPU has it.
+
+use std::mem::MaybeUninit;
+
+use super::table::{is_cont, step, Decoded, Step};
+
+/// Bytes per block: two SSE registers, one AVX2 register.
+pub(super) const N: usize = 32;
+
+/// The window the kernel sees around a block at `p`: `p-2 .. p+N+3`. Two bytes of context
+/// before (the lead bytes of a character the block starts inside), and three after, so a
+/// character that starts in the block can be decoded whole.
+const WIN: usize = N + 5;
+
+/// Extra capacity [`CopySink`] needs beyond the output itself: it stores whole blocks and
+/// whole 8-byte steps and lets the next store overwrite the tail.
+pub(super) const SLACK: usize = 2 * N + 8;
+
+/// Where the transformed bytes go.
+pub(super) trait Sink {
+    /// Whether output overwrites input. Then every step must keep its length; [`drive`]
+    /// stops at the first that does not.
+    const IN_PLACE: bool;
+    /// The input, as it was before any output was written at or after the read position.
+    fn input(&self) -> &[u8];
+    /// Writes `out[from..to]` at output offset `w` (`to <= N`). A copying sink may store
+    /// `N` bytes and let later writes overwrite the rest.
+    fn put_seg(&mut self, w: usize, out: &[u8; 2 * N], from: usize, to: usize);
+    /// Writes a step's bytes at `w`.
+    fn put_step(&mut self, w: usize, s: &Step);
+}
+
+/// Output overwrites the input buffer.
+pub(super) struct InPlace<'a>(pub &'a mut [u8]);
+
+impl Sink for InPlace<'_> {
+    const IN_PLACE: bool = true;
+    #[inline(always)]
+    fn input(&self) -> &[u8] {
+        self.0
+    }
+    #[inline(always)]
+    fn put_seg(&mut self, w: usize, out: &[u8; 2 * N], from: usize, to: usize) {
+        self.0[w..w + (to - from)].copy_from_slice(&out[from..to]);
+    }
+    #[inline(always)]
+    fn put_step(&mut self, w: usize, s: &Step) {
+        self.0[w..w + s.out_len].copy_from_slice(&s.bytes()[..s.out_len]);
+    }
+}
+
+/// Output goes into the spare capacity of a vector, which must hold
+/// `MAX_EXPANSION * input + SLACK` bytes.
+pub(super) struct CopySink<'a> {
+    pub input: &'a [u8],
+    pub out: &'a mut [MaybeUninit<u8>],
+}
+
+/// Views initialised bytes as possibly-uninitialised ones, for copying into spare capacity.
+#[inline(always)]
+fn as_uninit(bytes: &[u8]) -> &[MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the size, alignment and validity of `u8` and admits
+    // every value `u8` does; the slice is shared, so nothing can write uninitialised bytes
+    // through it into `bytes`.
+    unsafe { &*(bytes as *const [u8] as *const [MaybeUninit<u8>]) }
+}
+
+impl Sink for CopySink<'_> {
+    const IN_PLACE: bool = false;
+    #[inline(always)]
+    fn input(&self) -> &[u8] {
+        self.input
+    }
+    #[inline(always)]
+    fn put_seg(&mut self, w: usize, out: &[u8; 2 * N], from: usize, _to: usize) {
+        self.out[w..w + N].copy_from_slice(as_uninit(&out[from..from + N]));
+    }
+    #[inline(always)]
+    fn put_step(&mut self, w: usize, s: &Step) {
+        self.out[w..w + 8].copy_from_slice(as_uninit(&s.bytes()));
+    }
+}
+
+/// How [`drive`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// All input up to `held` was transformed into `written` output bytes; what is left
+    /// from `held` on is a valid but incomplete character to hold back.
+    Done { written: usize, held: usize },
+    /// In place only: the character at `at` changes length. Everything before it is done
+    /// (in place, so `at` is also the output length); `ctx` are the two input bytes before
+    /// `at` as they were, for resuming with a copying sink.
+    Stopped { at: usize, ctx: [u8; 2] },
+}
+
+/// Transforms `sink.input()[p..]`, writing output from offset `w`. `ctx` holds the two
+/// input bytes before `p` (zeros at the start of a stream: nothing there continues).
+#[inline]
+pub(super) fn drive<S: Sink>(sink: &mut S, p: usize, ctx: [u8; 2], w: usize) -> Outcome {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above; that is the only
+            // requirement `#[target_feature]` adds.
+            return unsafe { drive_avx2(sink, p, ctx, w) };
+        }
+    }
+    drive_generic(sink, p, ctx, w)
+}
+
+/// [`drive_generic`] compiled for AVX2: the same code, twice the lanes per instruction.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[target_feature(enable = "avx2")]
+unsafe fn drive_avx2<S: Sink>(sink: &mut S, p: usize, ctx: [u8; 2], w: usize) -> Outcome {
+    drive_generic(sink, p, ctx, w)
+}
+
+#[inline(always)]
+fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut ctx: [u8; 2], mut w: usize) -> Outcome {
+    let end = incomplete_tail(sink.input(), p);
+    // the kernel's output, then zeros: a copying sink stores `N` bytes from any offset
+    let mut out = [0u8; 2 * N];
+    while p < end {
+        if p + N <= end {
+            let block: &[u8; N] = sink.input()[p..p + N].try_into().expect("N bytes");
+            if block.iter().fold(0, |a, &b| a | b) < 0x80 {
+                // ASCII: no context needed, and none left behind for the next block
+                for (o, &b) in out.iter_mut().zip(block) {
+                    *o = b.wrapping_sub(((b.wrapping_sub(b'a') < 26) as u8) << 5);
+                }
+                ctx = [block[N - 2], block[N - 1]];
+                sink.put_seg(w, &out, 0, N);
+                p += N;
+                w += N;
+                continue;
+            }
+        }
+        // The window: context, block, 3 bytes of look-ahead. Past `end` it is zeros, which
+        // continue nothing, just as the end of the input (or the held-back sequence, which
+        // starts with a lead byte) continues nothing.
+        let mut win = [0u8; WIN];
+        win[..2].copy_from_slice(&ctx);
+        let real = (end - p).min(WIN - 2);
+        win[2..2 + real].copy_from_slice(&sink.input()[p..p + real]);
+        let lanes = real.min(N);
+
+        let specials = kernel_any(&win, (&mut out[..N]).try_into().expect("N bytes"));
+        // Characters the kernel does not cover: copy the kernel's output up to each one,
+        // then the character's mapping from the table. (Zero lanes are never special.)
+        let mut seg = 0; // block offset from which the kernel's output is wanted
+        let mut m = specials;
+        while m != 0 {
+            let k = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if k < seg {
+                continue; // a lead byte inside the previous character: it was invalid
+            }
+            let Decoded::Step(s) = step(&win[k + 2..]) else {
+                unreachable!("the window holds 3 bytes past the block");
+            };
+            sink.put_seg(w, &out, seg, k);
+            w += k - seg;
+            if S::IN_PLACE && s.out_len != s.in_len {
+                return Outcome::Stopped {
+                    at: p + k,
+                    ctx: [win[k], win[k + 1]],
+                };
+            }
+            sink.put_step(w, &s);
+            w += s.out_len;
+            seg = k + s.in_len;
+        }
+        if seg < lanes {
+            sink.put_seg(w, &out, seg, lanes);
+            w += lanes - seg;
+        }
+        let next = seg.max(lanes);
+        ctx = [win[next], win[next + 1]];
+        p += next;
+    }
+    Outcome::Done {
+        written: w,
+        held: end,
+    }
+}
+
+/// Where a valid but incomplete sequence at the end of `input` starts, or `input.len()`.
+/// `from` is a character boundary; nothing before it is held.
+fn incomplete_tail(input: &[u8], from: usize) -> usize {
+    let len = input.len();
+    for back in 1..=3.min(len - from) {
+        let i = len - back;
+        let b = input[i];
+        if b >= 0xC0 {
+            return match step(&input[i..]) {
+                Decoded::Truncated => i,
+                Decoded::Step(_) => len,
+            };
+        }
+        if !is_cont(b) {
+            return len;
+        }
+    }
+    len
+}
+
+/// Runs the cheapest kernel variant that is exact for this window.
+#[inline(always)]
+fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> u32 {
+    let (mut two, mut three) = (false, false);
+    for &b in &win[..N + 2] {
+        two |= (b & 0xE0) == 0xC0;
+        three |= b >= 0xE0;
+    }
+    match (two, three) {
+        (true, false) => kernel::<true, false>(win, out),
+        (false, true) => kernel::<false, true>(win, out),
+        _ => kernel::<true, true>(win, out),
+    }
+}
+
+/// `0xFF` for true, `0` for false: a lane mask.
+#[inline(always)]
+fn m(b: bool) -> u8 {
+    (b as u8).wrapping_neg()
+}
+
+/// Whether `lo <= b <= hi`, in two lane operations.
+#[inline(always)]
+fn within(b: u8, lo: u8, hi: u8) -> bool {
+    b.wrapping_sub(lo) <= hi - lo
+}
+
+/// Upper-cases the block `win[2..N+2]` into `out` by the fixed-offset rules, and returns
+/// a bit per block offset where a character starts that the rules do not cover: its bytes
+/// in `out` are wrong and must come from [`step`] instead.
+///
+/// `TWO` enables the rules for 2-byte characters, `THREE` those for 3- and 4-byte ones.
+/// Disabling a family is exact only when no byte in `win[..N+2]` could trigger it: no
+/// 2-byte lead byte (`C0..=DF`) for `TWO`, no byte `>= E0` for `THREE`. Lead bytes of a
+/// disabled family are reported as specials, so the result stays exact, only slower.
+#[inline(always)]
+fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> u32 {
+    let mut special = [0u8; N];
+    for i in 0..N {
+        let (p2, p1, c, n, n2) = (win[i], win[i + 1], win[i + 2], win[i + 3], win[i + 4]);
+        let cont = is_cont(c);
+        let lead = c >= 0xC0;
+        // ASCII a-z
+        let mut d = m(within(c, b'a', b'z')) & 0xE0;
+        let mut ok = !lead;
+        if TWO {
+            let ncont = is_cont(n);
+            // continuation bytes of a 2-byte character, by its lead byte `p1`:
+            // Latin-1 à-þ (not ÷), Cyrillic а-п, Greek α-ο: -0x20 (same lead)
+            let minus20 = (p1 == 0xC3) & (c >= 0xA0) & (c != 0xB7)
+                | (p1 == 0xD0) & (c >= 0xB0)
+                | (p1 == 0xCE) & (c >= 0xB1);
+            d = d.wrapping_add(m(cont & minus20) & 0xE0);
+            // Greek ά -> Ά (-0x26), έ ή ί -> Έ Ή Ί (-0x25)
+            d = d.wrapping_add(m(cont & (p1 == 0xCE) & within(c, 0xAC, 0xAF)) & 0xDB);
+            d = d.wrapping_add(m(cont & (p1 == 0xCE) & (c == 0xAC)));
+            // Cyrillic р-я (D1 80-8F -> D0 A0-AF), ѐ-џ (D1 90-9F -> D0 80-8F)
+            d = d.wrapping_add(m((p1 == 0xD1) & within(c, 0x80, 0x8F)) & 0x20);
+            d = d.wrapping_add(m((p1 == 0xD1) & within(c, 0x90, 0x9F)) & 0xF0);
+            // Greek π-ϋ (CF 80-8B -> CE A0-AB; ς CF 82 -> Σ CE A3), ό ύ ώ (-> CE 8C-8F)
+            d = d.wrapping_add(m((p1 == 0xCF) & within(c, 0x80, 0x8B)) & 0x20);
+            d = d.wrapping_add(m((p1 == 0xCF) & ((c == 0x82) | within(c, 0x8D, 0x8E))) & 1);
+            // and their lead bytes, D1 -> D0 and CF -> CE
+            d = d.wrapping_add(m(((c == 0xD1) | (c == 0xCF)) & ncont));
+            // 2-byte characters the rules above get right (or that map to themselves)
+            ok |= (c == 0xC2) & (n != 0xB5)
+                | (c == 0xC3) & (n != 0x9F) & (n != 0xBF)
+                | (c == 0xD0)
+                | (c == 0xD1) & (n < 0xA0)
+                | (c == 0xCE) & (n != 0x90) & (n != 0xB0)
+                | (c == 0xCF) & (n < 0x8F)
+                | within(c, 0xCB, 0xCC)
+                | (c == 0xCD) & (n != 0x85) & (n < 0xB0)
+                | within(c, 0xD7, 0xDF)
+                | within(c, 0xC0, 0xC1);
+        }
+        if THREE {
+            // Greek Extended U+1F00-1F7F: most lower-case letters are +8 from their capital
+            let e1 = (p2 == 0xE1) & cont;
+            let bc = e1 & (p1 == 0xBC) & (c & 0x08 == 0) & !within(c, 0x96, 0x97);
+            let bd = e1
+                & (p1 == 0xBD)
+                & (within(c, 0x80, 0x85) | within(c, 0x90, 0x97) | within(c, 0xA0, 0xA7));
+            d = d.wrapping_add(m(bc | bd) & 0x08);
+            let bd_special = within(n2, 0xB0, 0xBD) | within(n2, 0x90, 0x96) & (n2 & 1 == 0);
+            ok |= (c == 0xE0)
+                | within(c, 0xE3, 0xEE) & (c != 0xEA)
+                | (c == 0xEA) & !within(n, 0x99, 0xAF)
+                | (c == 0xEF) & (n != 0xAC) & (n != 0xBD)
+                | (c == 0xE2) & ((n < 0x85) | within(n, 0x94, 0xAF))
+                | (c == 0xE1) & ((n == 0xBC) | (n == 0xBD) & !bd_special)
+                | (c == 0xF0) & (n >= 0x9F)
+                | (c >= 0xF1);
+        }
+        out[i] = c.wrapping_add(d);
+        special[i] = m(lead & !ok);
+    }
+    let mut mask = 0u32;
+    for (i, &s) in special.iter().enumerate() {
+        mask |= u32::from(s & 1) << i;
+    }
+    mask
+}
