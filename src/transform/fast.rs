@@ -31,6 +31,8 @@ pub(super) trait Sink {
     /// Writes `out[from..to]` at output offset `w` (`to <= N`). A copying sink may store
     /// `N` bytes and let later writes overwrite the rest.
     fn put_seg(&mut self, w: usize, out: &[u8; 2 * N], from: usize, to: usize);
+    /// Writes a whole block at `w`.
+    fn put_block(&mut self, w: usize, block: &[u8; N]);
     /// Writes a step's bytes at `w`.
     fn put_step(&mut self, w: usize, s: &Step);
 }
@@ -47,6 +49,10 @@ impl Sink for InPlace<'_> {
     #[inline(always)]
     fn put_seg(&mut self, w: usize, out: &[u8; 2 * N], from: usize, to: usize) {
         self.0[w..w + (to - from)].copy_from_slice(&out[from..to]);
+    }
+    #[inline(always)]
+    fn put_block(&mut self, w: usize, block: &[u8; N]) {
+        self.0[w..w + N].copy_from_slice(block);
     }
     #[inline(always)]
     fn put_step(&mut self, w: usize, s: &Step) {
@@ -81,6 +87,10 @@ impl Sink for CopySink<'_> {
         self.out[w..w + N].copy_from_slice(as_uninit(&out[from..from + N]));
     }
     #[inline(always)]
+    fn put_block(&mut self, w: usize, block: &[u8; N]) {
+        self.out[w..w + N].copy_from_slice(as_uninit(block));
+    }
+    #[inline(always)]
     fn put_step(&mut self, w: usize, s: &Step) {
         self.out[w..w + 8].copy_from_slice(as_uninit(&s.bytes()));
     }
@@ -93,95 +103,117 @@ pub(super) enum Outcome {
     /// from `held` on is a valid but incomplete character to hold back.
     Done { written: usize, held: usize },
     /// In place only: the character at `at` changes length. Everything before it is done
-    /// (in place, so `at` is also the output length); `ctx` are the two input bytes before
-    /// `at` as they were, for resuming with a copying sink.
-    Stopped { at: usize, ctx: [u8; 2] },
+    /// (in place, so `at` is also the output length), and `at` is a character boundary.
+    Stopped { at: usize },
 }
 
-/// Transforms `sink.input()[p..]`, writing output from offset `w`. `ctx` holds the two
-/// input bytes before `p` (zeros at the start of a stream: nothing there continues).
+/// Transforms `sink.input()[p..]`, writing output from offset `w`. `p` must be a character
+/// boundary: the start of the stream, or just after a character or an invalid byte.
 #[inline]
-pub(super) fn drive<S: Sink>(sink: &mut S, p: usize, ctx: [u8; 2], w: usize) -> Outcome {
+pub(super) fn drive<S: Sink>(sink: &mut S, p: usize, w: usize) -> Outcome {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above; that is the only
             // requirement `#[target_feature]` adds.
-            return unsafe { drive_avx2(sink, p, ctx, w) };
+            return unsafe { drive_avx2(sink, p, w) };
         }
     }
-    drive_generic(sink, p, ctx, w)
+    drive_generic(sink, p, w)
 }
 
 /// [`drive_generic`] compiled for AVX2: the same code, twice the lanes per instruction.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 #[target_feature(enable = "avx2")]
-unsafe fn drive_avx2<S: Sink>(sink: &mut S, p: usize, ctx: [u8; 2], w: usize) -> Outcome {
-    drive_generic(sink, p, ctx, w)
+unsafe fn drive_avx2<S: Sink>(sink: &mut S, p: usize, w: usize) -> Outcome {
+    drive_generic(sink, p, w)
 }
 
+/// The loop: blocks of `N` bytes through the kernel, characters it does not cover through
+/// the table.
+///
+/// A block starts only where the input holds no continuation byte (or at the caller's
+/// boundary), so no rule of the kernel ever needs the bytes before the block: those may
+/// already be output when working in place. A character cut by the end of a block is
+/// left to the next block.
 #[inline(always)]
-fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut ctx: [u8; 2], mut w: usize) -> Outcome {
+fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
     let end = incomplete_tail(sink.input(), p);
     // the kernel's output, then zeros: a copying sink stores `N` bytes from any offset
     let mut out = [0u8; 2 * N];
     while p < end {
-        if p + N <= end {
-            let block: &[u8; N] = sink.input()[p..p + N].try_into().expect("N bytes");
-            if block.iter().fold(0, |a, &b| a | b) < 0x80 {
-                // ASCII: no context needed, and none left behind for the next block
-                for (o, &b) in out.iter_mut().zip(block) {
-                    *o = b.wrapping_sub(((b.wrapping_sub(b'a') < 26) as u8) << 5);
-                }
-                ctx = [block[N - 2], block[N - 1]];
-                sink.put_seg(w, &out, 0, N);
-                p += N;
-                w += N;
-                continue;
+        // ASCII, a block at a time: the next byte, whatever it is, starts a character or
+        // is invalid, so no context is carried
+        while p + N <= end {
+            let block: [u8; N] = sink.input()[p..p + N].try_into().expect("N bytes");
+            if movemask(&block) != 0 {
+                break;
+            }
+            sink.put_block(
+                w,
+                &block.map(|b| b.wrapping_sub(m(within(b, b'a', b'z')) & 0x20)),
+            );
+            p += N;
+            w += N;
+        }
+        if p >= end {
+            break;
+        }
+        // The window: 2 bytes before the block, the block, 3 bytes of look-ahead. Near the
+        // ends it is a padded copy: zeros continue nothing, just as the end of the input
+        // (or a held-back sequence, which starts with a lead byte) continues nothing.
+        let mut edge = [0u8; WIN];
+        let lanes = (end - p).min(N);
+        let specials = {
+            let win: &[u8; WIN] = if p >= 2 && p + WIN - 2 <= end {
+                sink.input()[p - 2..p + WIN - 2]
+                    .try_into()
+                    .expect("WIN bytes")
+            } else {
+                let real = (end - p).min(WIN - 2);
+                edge[2..2 + real].copy_from_slice(&sink.input()[p..p + real]);
+                &edge
+            };
+            kernel_any(win, (&mut out[..N]).try_into().expect("N bytes"))
+        };
+        // Where the next block starts: back over continuation bytes to the start of the
+        // character the block cuts (at most 3; more are invalid and cut nothing).
+        let mut next = lanes;
+        if p + next < end {
+            let input = sink.input();
+            if let Some(back) = (0..=3).find(|&b| !is_cont(input[p + next - b])) {
+                next -= back;
             }
         }
-        // The window: context, block, 3 bytes of look-ahead. Past `end` it is zeros, which
-        // continue nothing, just as the end of the input (or the held-back sequence, which
-        // starts with a lead byte) continues nothing.
-        let mut win = [0u8; WIN];
-        win[..2].copy_from_slice(&ctx);
-        let real = (end - p).min(WIN - 2);
-        win[2..2 + real].copy_from_slice(&sink.input()[p..p + real]);
-        let lanes = real.min(N);
-
-        let specials = kernel_any(&win, (&mut out[..N]).try_into().expect("N bytes"));
         // Characters the kernel does not cover: copy the kernel's output up to each one,
         // then the character's mapping from the table. (Zero lanes are never special.)
         let mut seg = 0; // block offset from which the kernel's output is wanted
-        let mut m = specials;
+        let mut m = specials & (u32::MAX >> (32 - next));
         while m != 0 {
             let k = m.trailing_zeros() as usize;
             m &= m - 1;
             if k < seg {
                 continue; // a lead byte inside the previous character: it was invalid
             }
-            let Decoded::Step(s) = step(&win[k + 2..]) else {
-                unreachable!("the window holds 3 bytes past the block");
+            // Not yet overwritten, even in place: output so far ends at `p + k`. The
+            // character is complete before `next` (or invalid).
+            let Decoded::Step(s) = step(&sink.input()[p + k..]) else {
+                unreachable!("a character before `end` is complete or invalid");
             };
             sink.put_seg(w, &out, seg, k);
             w += k - seg;
             if S::IN_PLACE && s.out_len != s.in_len {
-                return Outcome::Stopped {
-                    at: p + k,
-                    ctx: [win[k], win[k + 1]],
-                };
+                return Outcome::Stopped { at: p + k };
             }
             sink.put_step(w, &s);
             w += s.out_len;
             seg = k + s.in_len;
         }
-        if seg < lanes {
-            sink.put_seg(w, &out, seg, lanes);
-            w += lanes - seg;
+        if seg < next {
+            sink.put_seg(w, &out, seg, next);
+            w += next - seg;
         }
-        let next = seg.max(lanes);
-        ctx = [win[next], win[next + 1]];
-        p += next;
+        p += next.max(seg);
     }
     Outcome::Done {
         written: w,
@@ -212,12 +244,13 @@ fn incomplete_tail(input: &[u8], from: usize) -> usize {
 /// Runs the cheapest kernel variant that is exact for this window.
 #[inline(always)]
 fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> u32 {
-    let (mut two, mut three) = (false, false);
-    for &b in &win[..N + 2] {
-        two |= (b & 0xE0) == 0xC0;
-        three |= b >= 0xE0;
+    let (mut two, mut three) = ([0u8; N], [0u8; N]);
+    for i in 0..N {
+        let (p2, p1, c) = (win[i], win[i + 1], win[i + 2]);
+        two[i] = m(within(c, 0xC0, 0xDF) | within(p1, 0xC0, 0xDF));
+        three[i] = m((c >= 0xE0) | (p2 >= 0xE0));
     }
-    match (two, three) {
+    match (movemask(&two) != 0, movemask(&three) != 0) {
         (true, false) => kernel::<true, false>(win, out),
         (false, true) => kernel::<false, true>(win, out),
         _ => kernel::<true, true>(win, out),
@@ -273,9 +306,12 @@ fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; WIN], out: &mut [u8; N]
             d = d.wrapping_add(m((p1 == 0xCF) & ((c == 0x82) | within(c, 0x8D, 0x8E))) & 1);
             // and their lead bytes, D1 -> D0 and CF -> CE
             d = d.wrapping_add(m(((c == 0xD1) | (c == 0xCF)) & ncont));
+            // ß (C3 9F) -> SS: both bytes become 'S'
+            d = d.wrapping_add(m((c == 0xC3) & (n == 0x9F)) & 0x53u8.wrapping_sub(0xC3));
+            d = d.wrapping_add(m((p1 == 0xC3) & (c == 0x9F)) & 0x53u8.wrapping_sub(0x9F));
             // 2-byte characters the rules above get right (or that map to themselves)
             ok |= (c == 0xC2) & (n != 0xB5)
-                | (c == 0xC3) & (n != 0x9F) & (n != 0xBF)
+                | (c == 0xC3) & (n != 0xBF)
                 | (c == 0xD0)
                 | (c == 0xD1) & (n < 0xA0)
                 | (c == 0xCE) & (n != 0x90) & (n != 0xB0)
@@ -293,22 +329,56 @@ fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; WIN], out: &mut [u8; N]
                 & (p1 == 0xBD)
                 & (within(c, 0x80, 0x85) | within(c, 0x90, 0x97) | within(c, 0xA0, 0xA7));
             d = d.wrapping_add(m(bc | bd) & 0x08);
-            let bd_special = within(n2, 0xB0, 0xBD) | within(n2, 0x90, 0x96) & (n2 & 1 == 0);
+            // U+1F70-1F7D (grave and oxia accents) -> U+1FBA-1FFB: E1 BD xx -> E1 BE/BF yy
+            let grave = e1 & (p1 == 0xBD);
+            let t = |lo, hi, delta: u8| m(grave & within(c, lo, hi)) & delta;
+            d = d
+                .wrapping_add(t(0xB0, 0xB1, 0x0A))
+                .wrapping_add(t(0xB2, 0xB5, 0xD6)) // -0x2A
+                .wrapping_add(t(0xB6, 0xB7, 0xE4)) // -0x1C
+                .wrapping_add(t(0xBA, 0xBB, 0xF0)) // -0x10
+                .wrapping_add(t(0xBC, 0xBD, 0xFE)); // -0x02
+            let second = (p1 == 0xE1) & (c == 0xBD);
+            d = d.wrapping_add(m(second & within(n, 0xB0, 0xB1)) & 1);
+            d = d.wrapping_add(m(second & within(n, 0xB2, 0xBD)) & 2);
+            let bd_special = within(n2, 0x90, 0x96) & (n2 & 1 == 0);
             ok |= (c == 0xE0)
                 | within(c, 0xE3, 0xEE) & (c != 0xEA)
                 | (c == 0xEA) & !within(n, 0x99, 0xAF)
                 | (c == 0xEF) & (n != 0xAC) & (n != 0xBD)
                 | (c == 0xE2) & ((n < 0x85) | within(n, 0x94, 0xAF))
-                | (c == 0xE1) & ((n == 0xBC) | (n == 0xBD) & !bd_special)
+                | (c == 0xE1)
+                    & ((n == 0xBC) | (n == 0xBD) & !bd_special | (n == 0xBE) & (n2 == 0xBD))
                 | (c == 0xF0) & (n >= 0x9F)
                 | (c >= 0xF1);
         }
         out[i] = c.wrapping_add(d);
         special[i] = m(lead & !ok);
     }
-    let mut mask = 0u32;
-    for (i, &s) in special.iter().enumerate() {
-        mask |= u32::from(s & 1) << i;
+    movemask(&special)
+}
+
+/// The top bit of each byte, as a bit mask (`pmovmskb`).
+#[inline(always)]
+fn movemask(v: &[u8; N]) -> u32 {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8};
+        const _: () = assert!(N == 32);
+        // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics are available;
+        // the two unaligned 16-byte loads read `v[0..16]` and `v[16..32]`, inside the array.
+        unsafe {
+            let lo = _mm_movemask_epi8(_mm_loadu_si128(v.as_ptr().cast::<__m128i>()));
+            let hi = _mm_movemask_epi8(_mm_loadu_si128(v.as_ptr().add(16).cast::<__m128i>()));
+            (lo as u32) | (hi as u32) << 16
+        }
     }
-    mask
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    {
+        let mut mask = 0u32;
+        for (i, &b) in v.iter().enumerate() {
+            mask |= u32::from(b >> 7) << i;
+        }
+        mask
+    }
 }

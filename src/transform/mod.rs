@@ -83,7 +83,7 @@ impl Upcaser {
                 return; // still incomplete: all of `input` went into `held`
             }
         }
-        let held = copy_into(input, 0, [0; 2], out);
+        let held = copy_into(input, 0, out);
         self.hold(&input[held..]);
     }
 
@@ -114,15 +114,15 @@ impl Upcaser {
             self.push(buf, spill);
             return spill;
         }
-        match fast::drive(&mut fast::InPlace(buf), 0, [0; 2], 0) {
+        match fast::drive(&mut fast::InPlace(buf), 0, 0) {
             fast::Outcome::Done { held, .. } => {
                 self.hold(&buf[held..]);
                 &buf[..held]
             }
-            fast::Outcome::Stopped { at, ctx } => {
+            fast::Outcome::Stopped { at } => {
                 spill.clear();
                 spill.extend_from_slice(&buf[..at]);
-                let held = copy_into(buf, at, ctx, spill);
+                let held = copy_into(buf, at, spill);
                 self.hold(&buf[held..]);
                 spill
             }
@@ -176,17 +176,16 @@ fn utf8_len(lead: u8) -> usize {
     }
 }
 
-/// Upper-cases `input[p..]` onto the end of `out`; `ctx` are the two input bytes before
-/// `p`. Returns where a valid but incomplete trailing sequence starts (`input.len()` if
+/// Upper-cases `input[p..]` onto the end of `out`; `p` is a character boundary. Returns where a valid but incomplete trailing sequence starts (`input.len()` if
 /// there is none).
-fn copy_into(input: &[u8], p: usize, ctx: [u8; 2], out: &mut Vec<u8>) -> usize {
+fn copy_into(input: &[u8], p: usize, out: &mut Vec<u8>) -> usize {
     out.reserve((input.len() - p) * MAX_EXPANSION + fast::SLACK);
     let start = out.len();
     let mut sink = fast::CopySink {
         input,
         out: out.spare_capacity_mut(),
     };
-    let fast::Outcome::Done { written, held } = fast::drive(&mut sink, p, ctx, 0) else {
+    let fast::Outcome::Done { written, held } = fast::drive(&mut sink, p, 0) else {
         unreachable!("a copying sink never stops");
     };
     // SAFETY: `drive` writes its output contiguously from the start of the spare capacity
