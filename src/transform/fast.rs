@@ -164,7 +164,7 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
         // (or a held-back sequence, which starts with a lead byte) continues nothing.
         let mut edge = [0u8; WIN];
         let lanes = (end - p).min(N);
-        let specials = {
+        let (specials, starts) = {
             let win: &[u8; WIN] = if p >= 2 && p + WIN - 2 <= end {
                 sink.input()[p - 2..p + WIN - 2]
                     .try_into()
@@ -174,15 +174,21 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
                 edge[2..2 + real].copy_from_slice(&sink.input()[p..p + real]);
                 &edge
             };
-            kernel_any(win, (&mut out[..N]).try_into().expect("N bytes"))
+            let mut starts = [0u8; N];
+            for (i, s) in starts.iter_mut().enumerate() {
+                *s = m(!is_cont(win[i + 3]));
+            }
+            let specials = kernel_any(win, (&mut out[..N]).try_into().expect("N bytes"));
+            // bit i: the byte at `p + i + 1` is not a continuation byte
+            (specials, movemask(&starts))
         };
         // Where the next block starts: back over continuation bytes to the start of the
         // character the block cuts (at most 3; more are invalid and cut nothing).
         let mut next = lanes;
         if p + next < end {
-            let input = sink.input();
-            if let Some(back) = (0..=3).find(|&b| !is_cont(input[p + next - b])) {
-                next -= back;
+            let last = starts & 0xF000_0000; // bytes p+N-3 ..= p+N
+            if last != 0 {
+                next = N - last.leading_zeros() as usize;
             }
         }
         // Characters the kernel does not cover: copy the kernel's output up to each one,
@@ -242,15 +248,35 @@ fn incomplete_tail(input: &[u8], from: usize) -> usize {
 }
 
 /// Runs the cheapest kernel variant that is exact for this window.
+///
+/// Blocks start where the input holds no continuation byte, so whether a rule can fire
+/// depends only on the lead bytes inside the block.
 #[inline(always)]
 fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> u32 {
-    let (mut two, mut three) = ([0u8; N], [0u8; N]);
+    let (mut two, mut three, mut cased) = ([0u8; N], [0u8; N], [0u8; N]);
     for i in 0..N {
-        let (p2, p1, c) = (win[i], win[i + 1], win[i + 2]);
-        two[i] = m(within(c, 0xC0, 0xDF) | within(p1, 0xC0, 0xDF));
-        three[i] = m((c >= 0xE0) | (p2 >= 0xE0));
+        let (c, n) = (win[i + 2], win[i + 3]);
+        two[i] = m(within(c, 0xC0, 0xDF));
+        three[i] = m(c >= 0xE0);
+        // lead bytes of scripts without case: CJK, kana, Hangul, most emoji, and the
+        // punctuation around them (U+2000-213F, fullwidth forms)
+        let caseless = within(c, 0xE3, 0xE9)
+            | within(c, 0xEB, 0xEE)
+            | (c >= 0xF1)
+            | (c == 0xF0) & (n >= 0x9F)
+            | (c == 0xE2) & (n < 0x85)
+            | (c == 0xEF) & (n != 0xAC) & (n != 0xBD);
+        cased[i] = m((c >= 0xC0) & !caseless);
     }
-    match (movemask(&two) != 0, movemask(&three) != 0) {
+    let (two, three) = (movemask(&two) != 0, movemask(&three) != 0);
+    if !two && movemask(&cased) == 0 {
+        // nothing but ASCII, continuation bytes and caseless characters
+        for (o, &c) in out.iter_mut().zip(&win[2..N + 2]) {
+            *o = c.wrapping_sub(m(within(c, b'a', b'z')) & 0x20);
+        }
+        return 0;
+    }
+    match (two, three) {
         (true, false) => kernel::<true, false>(win, out),
         (false, true) => kernel::<false, true>(win, out),
         _ => kernel::<true, true>(win, out),
