@@ -12,9 +12,10 @@ use super::table::{is_cont, step, Decoded, Step};
 /// Bytes per block: two SSE registers, one AVX2 register.
 pub(super) const N: usize = 32;
 
-/// The window the kernel sees around a block at `p`: `p-2 .. p+N+3`. Two bytes of context
-/// before (the lead bytes of a character the block starts inside), and three after, so a
-/// character that starts in the block can be decoded whole.
+/// The window the kernel sees around a block at `p`: `p-2 .. p+N+3`. Three bytes after the
+/// block, so that a character starting in it can be classified whole; two before, which
+/// the rules read but which never decide anything, since a block starts at a character
+/// boundary (they may already be output, in place).
 const WIN: usize = N + 5;
 
 /// Extra capacity [`CopySink`] needs beyond the output itself: it stores whole blocks and
@@ -300,9 +301,10 @@ fn within(b: u8, lo: u8, hi: u8) -> bool {
 /// in `out` are wrong and must come from [`step`] instead.
 ///
 /// `TWO` enables the rules for 2-byte characters, `THREE` those for 3- and 4-byte ones.
-/// Disabling a family is exact only when no byte in `win[..N+2]` could trigger it: no
-/// 2-byte lead byte (`C0..=DF`) for `TWO`, no byte `>= E0` for `THREE`. Lead bytes of a
-/// disabled family are reported as specials, so the result stays exact, only slower.
+/// Disabling a family is exact when the block holds no lead byte of it (`C0..=DF`, resp.
+/// `>= E0`): a block starts at a character boundary, so every continuation byte in it
+/// belongs to a lead byte in it. Lead bytes of a disabled family are reported as specials,
+/// so the result stays exact, only slower.
 #[inline(always)]
 fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> u32 {
     let mut special = [0u8; N];
