@@ -23,6 +23,7 @@ fn non_letters_pass_unchanged() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
 fn every_scalar_value_matches_char_to_uppercase() {
     let mut out = Vec::new();
     let mut expected = String::new();
@@ -202,6 +203,7 @@ fn in_place_chunked(input: &[u8], sizes: &[usize]) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "every BMP scalar value: too slow under Miri")]
 fn tables_match_char_to_uppercase_on_the_whole_bmp() {
     for c in (0..0x10000u32).filter_map(char::from_u32) {
         let mut buf = [0u8; 4];
@@ -221,6 +223,7 @@ fn tables_match_char_to_uppercase_on_the_whole_bmp() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
 fn every_scalar_value_alone_matches_char_to_uppercase() {
     for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
         let mut buf = [0u8; 4];
@@ -234,6 +237,7 @@ fn every_scalar_value_alone_matches_char_to_uppercase() {
 /// every offset within a block over the variants, beside ASCII and beside the non-ASCII
 /// letters the kernel handles itself; in one call, in place, and in odd-sized chunks.
 #[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
 fn every_scalar_value_in_long_streams_matches_char_to_uppercase() {
     let neighbours: [(&str, &str); 4] = [("a", "z"), ("я", "ß"), ("ἀ", "ω"), ("中", "ÿ")];
     for (shift, (before, after)) in neighbours.iter().enumerate() {
