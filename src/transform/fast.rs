@@ -9,8 +9,11 @@ use std::mem::MaybeUninit;
 
 use super::table::{is_cont, step, Decoded, Step};
 
-/// Bytes per block: two SSE registers, one AVX2 register.
-pub(super) const N: usize = 32;
+/// Bytes per block: four SSE registers, two AVX2 registers.
+pub(super) const N: usize = 64;
+
+/// A bit per byte of a block.
+type Mask = u64;
 
 /// The window the kernel sees around a block at `p`: `p-2 .. p+N+3`. Three bytes after the
 /// block, so that a character starting in it can be classified whole; two before, which
@@ -187,7 +190,7 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
         // character the block cuts (at most 3; more are invalid and cut nothing).
         let mut next = lanes;
         if p + next < end {
-            let last = starts & 0xF000_0000; // bytes p+N-3 ..= p+N
+            let last = starts & (0xF << (N - 4)); // bytes p+N-3 ..= p+N
             if last != 0 {
                 next = N - last.leading_zeros() as usize;
             }
@@ -195,7 +198,7 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
         // Characters the kernel does not cover: copy the kernel's output up to each one,
         // then the character's mapping from the table. (Zero lanes are never special.)
         let mut seg = 0; // block offset from which the kernel's output is wanted
-        let mut m = specials & (u32::MAX >> (32 - next));
+        let mut m = specials & (Mask::MAX >> (N - next));
         while m != 0 {
             let k = m.trailing_zeros() as usize;
             m &= m - 1;
@@ -253,7 +256,7 @@ fn incomplete_tail(input: &[u8], from: usize) -> usize {
 /// Blocks start where the input holds no continuation byte, so whether a rule can fire
 /// depends only on the lead bytes inside the block.
 #[inline(always)]
-fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> u32 {
+fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
     let (mut two, mut three, mut cased) = ([0u8; N], [0u8; N], [0u8; N]);
     for i in 0..N {
         let (c, n) = (win[i + 2], win[i + 3]);
@@ -269,18 +272,49 @@ fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> u32 {
             | (c == 0xEF) & (n != 0xAC) & (n != 0xBD);
         cased[i] = m((c >= 0xC0) & !caseless);
     }
-    let (two, three) = (movemask(&two) != 0, movemask(&three) != 0);
-    if !two && movemask(&cased) == 0 {
+    let (two, three) = (movemask(&two), movemask(&three));
+    if two == 0 && movemask(&cased) == 0 {
         // nothing but ASCII, continuation bytes and caseless characters
         for (o, &c) in out.iter_mut().zip(&win[2..N + 2]) {
             *o = c.wrapping_sub(m(within(c, b'a', b'z')) & 0x20);
         }
         return 0;
     }
+    // Each half through the cheapest kernel for it. The upper half may start inside a
+    // character, so its choice also counts the lead bytes among the 3 bytes before it.
+    const _: () = assert!(N == 2 * H);
+    let (lo, hi) = out.split_at_mut(H);
+    let lo = kernel_for(
+        two & LOW != 0,
+        three & LOW != 0,
+        win[..H + 5].try_into().expect("half window"),
+        lo.try_into().expect("half block"),
+    );
+    let hi = kernel_for(
+        two >> (H - 3) != 0,
+        three >> (H - 3) != 0,
+        win[H..].try_into().expect("half window"),
+        hi.try_into().expect("half block"),
+    );
+    Mask::from(lo) | Mask::from(hi) << H
+}
+
+/// Lanes the kernel works on at once: one AVX2 register. Wider, the full kernel runs out
+/// of registers.
+const H: usize = 32;
+
+/// The bits of the lower half of a block.
+const LOW: Mask = (1 << H) - 1;
+
+/// Runs the kernel variant for a half block: with the 2-byte rules if `two`, with the
+/// longer ones if `three`.
+#[inline(always)]
+fn kernel_for(two: bool, three: bool, win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
     match (two, three) {
         (true, false) => kernel::<true, false>(win, out),
         (false, true) => kernel::<false, true>(win, out),
-        _ => kernel::<true, true>(win, out),
+        (false, false) => kernel::<false, false>(win, out),
+        (true, true) => kernel::<true, true>(win, out),
     }
 }
 
@@ -306,9 +340,9 @@ fn within(b: u8, lo: u8, hi: u8) -> bool {
 /// belongs to a lead byte in it. Lead bytes of a disabled family are reported as specials,
 /// so the result stays exact, only slower.
 #[inline(always)]
-fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> u32 {
-    let mut special = [0u8; N];
-    for i in 0..N {
+fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
+    let mut special = [0u8; H];
+    for i in 0..H {
         let (p2, p1, c, n, n2) = (win[i], win[i + 1], win[i + 2], win[i + 3], win[i + 4]);
         let cont = is_cont(c);
         let lead = c >= 0xC0;
@@ -383,29 +417,38 @@ fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; WIN], out: &mut [u8; N]
         out[i] = c.wrapping_add(d);
         special[i] = m(lead & !ok);
     }
-    movemask(&special)
+    movemask_half(&special)
+}
+
+/// [`movemask`] of half a block.
+#[inline(always)]
+fn movemask_half(v: &[u8; H]) -> u32 {
+    let mut both = [0u8; N];
+    both[..H].copy_from_slice(v);
+    movemask(&both) as u32
 }
 
 /// The top bit of each byte, as a bit mask (`pmovmskb`).
 #[inline(always)]
-fn movemask(v: &[u8; N]) -> u32 {
+fn movemask(v: &[u8; N]) -> Mask {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8};
-        const _: () = assert!(N == 32);
-        // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics are available;
-        // the two unaligned 16-byte loads read `v[0..16]` and `v[16..32]`, inside the array.
-        unsafe {
-            let lo = _mm_movemask_epi8(_mm_loadu_si128(v.as_ptr().cast::<__m128i>()));
-            let hi = _mm_movemask_epi8(_mm_loadu_si128(v.as_ptr().add(16).cast::<__m128i>()));
-            (lo as u32) | (hi as u32) << 16
+        let mut mask = 0;
+        for (i, chunk) in v.chunks_exact(16).enumerate() {
+            // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics are available;
+            // the unaligned 16-byte load reads exactly `chunk`.
+            let bits =
+                unsafe { _mm_movemask_epi8(_mm_loadu_si128(chunk.as_ptr().cast::<__m128i>())) };
+            mask |= Mask::from(bits as u16) << (16 * i);
         }
+        mask
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     {
-        let mut mask = 0u32;
+        let mut mask = 0;
         for (i, &b) in v.iter().enumerate() {
-            mask |= u32::from(b >> 7) << i;
+            mask |= Mask::from(b >> 7) << i;
         }
         mask
     }
