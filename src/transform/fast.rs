@@ -257,23 +257,14 @@ fn incomplete_tail(input: &[u8], from: usize) -> usize {
 /// depends only on the lead bytes inside the block.
 #[inline(always)]
 fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
-    let (mut two, mut three, mut cased) = ([0u8; N], [0u8; N], [0u8; N]);
+    let (mut two, mut three) = ([0u8; N], [0u8; N]);
     for i in 0..N {
-        let (c, n) = (win[i + 2], win[i + 3]);
+        let c = win[i + 2];
         two[i] = m(within(c, 0xC0, 0xDF));
         three[i] = m(c >= 0xE0);
-        // lead bytes of scripts without case: CJK, kana, Hangul, most emoji, and the
-        // punctuation around them (U+2000-213F, fullwidth forms)
-        let caseless = within(c, 0xE3, 0xE9)
-            | within(c, 0xEB, 0xEE)
-            | (c >= 0xF1)
-            | (c == 0xF0) & (n >= 0x9F)
-            | (c == 0xE2) & (n < 0x85)
-            | (c == 0xEF) & (n != 0xAC) & (n != 0xBD);
-        cased[i] = m((c >= 0xC0) & !caseless);
     }
     let (two, three) = (movemask(&two), movemask(&three));
-    if two == 0 && movemask(&cased) == 0 {
+    if two == 0 && caseless(win) {
         // nothing but ASCII, continuation bytes and caseless characters
         for (o, &c) in out.iter_mut().zip(&win[2..N + 2]) {
             *o = c.wrapping_sub(m(within(c, b'a', b'z')) & 0x20);
@@ -297,6 +288,25 @@ fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
         hi.try_into().expect("half block"),
     );
     Mask::from(lo) | Mask::from(hi) << H
+}
+
+/// Whether every lead byte in the block starts a character of a script without case: CJK,
+/// kana, Hangul, most emoji, and the punctuation around them (U+2000-213F, fullwidth
+/// forms). Those blocks need only their ASCII upper-cased.
+#[inline(always)]
+fn caseless(win: &[u8; WIN]) -> bool {
+    let mut cased = [0u8; N];
+    for i in 0..N {
+        let (c, n) = (win[i + 2], win[i + 3]);
+        let caseless = within(c, 0xE3, 0xE9)
+            | within(c, 0xEB, 0xEE)
+            | (c >= 0xF1)
+            | (c == 0xF0) & (n >= 0x9F)
+            | (c == 0xE2) & (n < 0x85)
+            | (c == 0xEF) & (n != 0xAC) & (n != 0xBD);
+        cased[i] = m((c >= 0xC0) & !caseless);
+    }
+    movemask(&cased) == 0
 }
 
 /// Lanes the kernel works on at once: one AVX2 register. Wider, the full kernel runs out
