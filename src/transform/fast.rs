@@ -261,10 +261,12 @@ fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
     for i in 0..N {
         let c = win[i + 2];
         two[i] = m(within(c, 0xC0, 0xDF));
-        three[i] = m(c >= 0xE0);
+        // the lead bytes of 3- and 4-byte characters where some letters have case; the
+        // others (E0, E3-E9, EB-EE, F1-F4, and invalid F5-FF) only start caseless ones
+        three[i] = m((c == 0xE1) | (c == 0xE2) | (c == 0xEA) | (c == 0xEF) | (c == 0xF0));
     }
     let (two, three) = (movemask(&two), movemask(&three));
-    if two == 0 && caseless(win) {
+    if two == 0 && (three == 0 || caseless(win)) {
         // nothing but ASCII, continuation bytes and caseless characters
         for (o, &c) in out.iter_mut().zip(&win[2..N + 2]) {
             *o = c.wrapping_sub(m(within(c, b'a', b'z')) & 0x20);
@@ -345,10 +347,11 @@ fn within(b: u8, lo: u8, hi: u8) -> bool {
 /// in `out` are wrong and must come from [`step`] instead.
 ///
 /// `TWO` enables the rules for 2-byte characters, `THREE` those for 3- and 4-byte ones.
-/// Disabling a family is exact when the block holds no lead byte of it (`C0..=DF`, resp.
-/// `>= E0`): a block starts at a character boundary, so every continuation byte in it
-/// belongs to a lead byte in it. Lead bytes of a disabled family are reported as specials,
-/// so the result stays exact, only slower.
+/// Disabling `TWO` is exact when the half block (and the 3 bytes before it) holds no lead
+/// byte `C0..=DF`: its 2-byte lead bytes are then reported as specials, so the result
+/// stays exact, only slower. Disabling `THREE` requires that it holds none of the lead
+/// bytes `E1`, `E2`, `EA`, `EF`, `F0`: every other lead byte `>= E0` starts a character
+/// without case (or is invalid), which the variant then copies.
 #[inline(always)]
 fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
     let mut special = [0u8; H];
@@ -423,6 +426,10 @@ fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; H + 5], out: &mut [u8; 
                     & ((n == 0xBC) | (n == 0xBD) & !bd_special | (n == 0xBE) & (n2 == 0xBD))
                 | (c == 0xF0) & (n >= 0x9F)
                 | (c >= 0xF1);
+        }
+        if !THREE {
+            // the caller saw no lead byte of a script with case among these
+            ok |= c >= 0xE0;
         }
         out[i] = c.wrapping_add(d);
         special[i] = m(lead & !ok);
