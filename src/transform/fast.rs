@@ -39,28 +39,59 @@ pub(super) trait Sink {
     fn put_block(&mut self, w: usize, block: &[u8; N]);
     /// Writes a step's bytes at `w`.
     fn put_step(&mut self, w: usize, s: &Step);
+    /// Completes every write.
+    fn flush(&mut self) {}
 }
 
 /// Output overwrites the input buffer.
-pub(super) struct InPlace<'a>(pub &'a mut [u8]);
+///
+/// Whole blocks are stored one block late: storing a block and at once loading the next
+/// window, which overlaps it, would stall the load until the store completes (a failed
+/// store-to-load forward). Storing late means every load reads bytes no store is pending on.
+pub(super) struct InPlace<'a> {
+    buf: &'a mut [u8],
+    pending: [u8; N],
+    /// Where `pending` goes, if anything is pending.
+    pending_at: Option<usize>,
+}
+
+impl<'a> InPlace<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        InPlace {
+            buf,
+            pending: [0; N],
+            pending_at: None,
+        }
+    }
+}
 
 impl Sink for InPlace<'_> {
     const IN_PLACE: bool = true;
     #[inline(always)]
     fn input(&self) -> &[u8] {
-        self.0
+        self.buf
     }
     #[inline(always)]
     fn put_seg(&mut self, w: usize, out: &[u8; 2 * N], from: usize, to: usize) {
-        self.0[w..w + (to - from)].copy_from_slice(&out[from..to]);
+        self.flush();
+        self.buf[w..w + (to - from)].copy_from_slice(&out[from..to]);
     }
     #[inline(always)]
     fn put_block(&mut self, w: usize, block: &[u8; N]) {
-        self.0[w..w + N].copy_from_slice(block);
+        self.flush();
+        self.pending = *block;
+        self.pending_at = Some(w);
     }
     #[inline(always)]
     fn put_step(&mut self, w: usize, s: &Step) {
-        self.0[w..w + s.out_len].copy_from_slice(&s.bytes()[..s.out_len]);
+        self.flush();
+        self.buf[w..w + s.out_len].copy_from_slice(&s.bytes()[..s.out_len]);
+    }
+    #[inline(always)]
+    fn flush(&mut self) {
+        if let Some(at) = self.pending_at.take() {
+            self.buf[at..at + N].copy_from_slice(&self.pending);
+        }
     }
 }
 
@@ -168,7 +199,7 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
         // (or a held-back sequence, which starts with a lead byte) continues nothing.
         let mut edge = [0u8; WIN];
         let lanes = (end - p).min(N);
-        let (specials, starts) = {
+        let (specials, next) = {
             let win: &[u8; WIN] = if p >= 2 && p + WIN - 2 <= end {
                 sink.input()[p - 2..p + WIN - 2]
                     .try_into()
@@ -178,27 +209,43 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
                 edge[2..2 + real].copy_from_slice(&sink.input()[p..p + real]);
                 &edge
             };
+            // bit i: the byte at `p + i + 1` is not a continuation byte
             let mut starts = [0u8; N];
             for (i, s) in starts.iter_mut().enumerate() {
                 *s = m(!is_cont(win[i + 3]));
             }
+            let starts = movemask(&starts);
             let specials = kernel_any(win, (&mut out[..N]).try_into().expect("N bytes"));
-            // bit i: the byte at `p + i + 1` is not a continuation byte
-            (specials, movemask(&starts))
-        };
-        // Where the next block starts: back over continuation bytes to the start of the
-        // character the block cuts (at most 3; more are invalid and cut nothing).
-        let mut next = lanes;
-        if p + next < end {
-            let last = starts & (0xF << (N - 4)); // bytes p+N-3 ..= p+N
-            if last != 0 {
-                next = N - last.leading_zeros() as usize;
+            // Where the next block starts: back over continuation bytes to the start of
+            // the character the block cuts (at most 3; more are invalid and cut nothing).
+            let mut next = lanes;
+            if p + next < end {
+                let last = starts & (0xF << (N - 4)); // bytes p+N-3 ..= p+N
+                if last != 0 {
+                    next = N - last.leading_zeros() as usize;
+                }
             }
+            if S::IN_PLACE {
+                // the cut character stays as it is, so a whole block can be stored
+                for (i, o) in out[..N].iter_mut().enumerate() {
+                    let keep = m(i < next);
+                    *o = *o & keep | win[i + 2] & !keep;
+                }
+            }
+            (specials & (Mask::MAX >> (N - next)), next)
+        };
+        if specials == 0 && lanes == N {
+            // one store of the whole block; beyond `next` it holds the input (in place) or
+            // bytes the next store overwrites
+            sink.put_block(w, out[..N].try_into().expect("N bytes"));
+            w += next;
+            p += next;
+            continue;
         }
         // Characters the kernel does not cover: copy the kernel's output up to each one,
         // then the character's mapping from the table. (Zero lanes are never special.)
         let mut seg = 0; // block offset from which the kernel's output is wanted
-        let mut m = specials & (Mask::MAX >> (N - next));
+        let mut m = specials;
         while m != 0 {
             let k = m.trailing_zeros() as usize;
             m &= m - 1;
@@ -213,6 +260,7 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
             sink.put_seg(w, &out, seg, k);
             w += k - seg;
             if S::IN_PLACE && s.out_len != s.in_len {
+                sink.flush();
                 return Outcome::Stopped { at: p + k };
             }
             sink.put_step(w, &s);
@@ -225,6 +273,7 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
         }
         p += next.max(seg);
     }
+    sink.flush();
     Outcome::Done {
         written: w,
         held: end,

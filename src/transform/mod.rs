@@ -140,7 +140,7 @@ impl Upcaser {
             self.push(buf, spill);
             return spill;
         }
-        match fast::drive(&mut fast::InPlace(buf), 0, 0) {
+        match fast::drive(&mut fast::InPlace::new(buf), 0, 0) {
             fast::Outcome::Done { held, .. } => {
                 self.hold(&buf[held..]);
                 &buf[..held]
