@@ -307,14 +307,18 @@ fn incomplete_tail(input: &[u8], from: usize) -> usize {
 #[inline(always)]
 fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
     let (mut two, mut three) = ([0u8; N], [0u8; N]);
+    let (mut beyond_latin1, mut beyond_cyrillic) = ([0u8; N], [0u8; N]);
     for i in 0..N {
         let c = win[i + 2];
         two[i] = m(within(c, 0xC0, 0xDF));
+        beyond_latin1[i] = m(within(c, 0xC0, 0xDF) & !within(c, 0xC2, 0xC3));
+        beyond_cyrillic[i] = m(within(c, 0xC0, 0xDF) & (c != 0xC2) & !within(c, 0xD0, 0xD1));
         // the lead bytes of 3- and 4-byte characters where some letters have case; the
         // others (E0, E3-E9, EB-EE, F1-F4, and invalid F5-FF) only start caseless ones
         three[i] = m((c == 0xE1) | (c == 0xE2) | (c == 0xEA) | (c == 0xEF) | (c == 0xF0));
     }
     let (two, three) = (movemask(&two), movemask(&three));
+    let (beyond_l, beyond_c) = (movemask(&beyond_latin1), movemask(&beyond_cyrillic));
     if two == 0 && (three == 0 || caseless(win)) {
         // nothing but ASCII, continuation bytes and caseless characters
         for (o, &c) in out.iter_mut().zip(&win[2..N + 2]) {
@@ -329,12 +333,14 @@ fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
     let lo = kernel_for(
         two & LOW != 0,
         three & LOW != 0,
+        script(beyond_l & LOW, beyond_c & LOW),
         win[..H + 5].try_into().expect("half window"),
         lo.try_into().expect("half block"),
     );
     let hi = kernel_for(
         two >> (H - 3) != 0,
         three >> (H - 3) != 0,
+        script(beyond_l >> (H - 3), beyond_c >> (H - 3)),
         win[H..].try_into().expect("half window"),
         hi.try_into().expect("half block"),
     );
@@ -367,15 +373,37 @@ const H: usize = 32;
 /// The bits of the lower half of a block.
 const LOW: Mask = (1 << H) - 1;
 
-/// Runs the kernel variant for a half block: with the 2-byte rules if `two`, with the
-/// longer ones if `three`.
+/// Which 2-byte rules a half block needs: [`LATIN1`] if its only 2-byte lead bytes are
+/// `C2`, `C3`; [`CYRILLIC`] if they are `C2`, `D0`, `D1`; else [`ALL`].
 #[inline(always)]
-fn kernel_for(two: bool, three: bool, win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
-    match (two, three) {
-        (true, false) => kernel::<true, false>(win, out),
-        (false, true) => kernel::<false, true>(win, out),
-        (false, false) => kernel::<false, false>(win, out),
-        (true, true) => kernel::<true, true>(win, out),
+fn script(beyond_latin1: Mask, beyond_cyrillic: Mask) -> u8 {
+    if beyond_latin1 == 0 {
+        LATIN1
+    } else if beyond_cyrillic == 0 {
+        CYRILLIC
+    } else {
+        ALL
+    }
+}
+
+/// Every 2-byte rule.
+const ALL: u8 = 0;
+/// The 2-byte rules for the lead bytes `C2` and `C3` only.
+const LATIN1: u8 = 1;
+/// The 2-byte rules for the lead bytes `C2`, `D0` and `D1` only.
+const CYRILLIC: u8 = 2;
+
+/// Runs the kernel variant for a half block: with the 2-byte rules of `script` if `two`,
+/// with the longer ones if `three`.
+#[inline(always)]
+fn kernel_for(two: bool, three: bool, script: u8, win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
+    match (two, three, script) {
+        (true, false, LATIN1) => kernel::<true, false, LATIN1>(win, out),
+        (true, false, CYRILLIC) => kernel::<true, false, CYRILLIC>(win, out),
+        (true, false, _) => kernel::<true, false, ALL>(win, out),
+        (false, true, _) => kernel::<false, true, ALL>(win, out),
+        (false, false, _) => kernel::<false, false, ALL>(win, out),
+        (true, true, _) => kernel::<true, true, ALL>(win, out),
     }
 }
 
@@ -396,13 +424,18 @@ fn within(b: u8, lo: u8, hi: u8) -> bool {
 /// in `out` are wrong and must come from [`step`] instead.
 ///
 /// `TWO` enables the rules for 2-byte characters, `THREE` those for 3- and 4-byte ones.
+/// `SCRIPT` narrows `TWO` to the lead bytes of one script (see [`script`]), exact when the
+/// half block (and the 3 bytes before it) holds no other 2-byte lead byte.
 /// Disabling `TWO` is exact when the half block (and the 3 bytes before it) holds no lead
 /// byte `C0..=DF`: its 2-byte lead bytes are then reported as specials, so the result
 /// stays exact, only slower. Disabling `THREE` requires that it holds none of the lead
 /// bytes `E1`, `E2`, `EA`, `EF`, `F0`: every other lead byte `>= E0` starts a character
 /// without case (or is invalid), which the variant then copies.
 #[inline(always)]
-fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
+fn kernel<const TWO: bool, const THREE: bool, const SCRIPT: u8>(
+    win: &[u8; H + 5],
+    out: &mut [u8; H],
+) -> u32 {
     let mut special = [0u8; H];
     for i in 0..H {
         let (p2, p1, c, n, n2) = (win[i], win[i + 1], win[i + 2], win[i + 3], win[i + 4]);
@@ -411,7 +444,21 @@ fn kernel<const TWO: bool, const THREE: bool>(win: &[u8; H + 5], out: &mut [u8; 
         // ASCII a-z
         let mut d = m(within(c, b'a', b'z')) & 0xE0;
         let mut ok = !lead;
-        if TWO {
+        if TWO && SCRIPT == LATIN1 {
+            // the rules below for lead bytes C2 and C3 only
+            let minus20 = (p1 == 0xC3) & (c >= 0xA0) & (c != 0xB7);
+            d = d.wrapping_add(m(cont & minus20) & 0xE0);
+            d = d.wrapping_add(m((c == 0xC3) & (n == 0x9F)) & 0x53u8.wrapping_sub(0xC3));
+            d = d.wrapping_add(m((p1 == 0xC3) & (c == 0x9F)) & 0x53u8.wrapping_sub(0x9F));
+            ok |= (c == 0xC2) & (n != 0xB5) | (c == 0xC3) & (n != 0xBF);
+        } else if TWO && SCRIPT == CYRILLIC {
+            // the rules below for lead bytes C2, D0 and D1 only
+            d = d.wrapping_add(m(cont & (p1 == 0xD0) & (c >= 0xB0)) & 0xE0);
+            d = d.wrapping_add(m((p1 == 0xD1) & within(c, 0x80, 0x8F)) & 0x20);
+            d = d.wrapping_add(m((p1 == 0xD1) & within(c, 0x90, 0x9F)) & 0xF0);
+            d = d.wrapping_add(m((c == 0xD1) & is_cont(n)));
+            ok |= (c == 0xC2) & (n != 0xB5) | (c == 0xD0) | (c == 0xD1) & (n < 0xA0);
+        } else if TWO {
             let ncont = is_cont(n);
             // continuation bytes of a 2-byte character, by its lead byte `p1`:
             // Latin-1 à-þ (not ÷), Cyrillic а-п, Greek α-ο: -0x20 (same lead)
