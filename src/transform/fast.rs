@@ -39,6 +39,10 @@ pub(super) trait Sink {
     fn put_block(&mut self, w: usize, block: &[u8; N]);
     /// Writes a step's bytes at `w`.
     fn put_step(&mut self, w: usize, s: &Step);
+    /// Writes a whole block of ASCII at `w`. The next block does not read back into it.
+    fn put_ascii(&mut self, w: usize, block: &[u8; N]) {
+        self.put_block(w, block);
+    }
     /// Completes every write.
     fn flush(&mut self) {}
 }
@@ -86,6 +90,11 @@ impl Sink for InPlace<'_> {
     fn put_step(&mut self, w: usize, s: &Step) {
         self.flush();
         self.buf[w..w + s.out_len].copy_from_slice(&s.bytes()[..s.out_len]);
+    }
+    #[inline(always)]
+    fn put_ascii(&mut self, w: usize, block: &[u8; N]) {
+        self.flush();
+        self.buf[w..w + N].copy_from_slice(block);
     }
     #[inline(always)]
     fn flush(&mut self) {
@@ -184,7 +193,7 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
             if movemask(&block) != 0 {
                 break;
             }
-            sink.put_block(
+            sink.put_ascii(
                 w,
                 &block.map(|b| b.wrapping_sub(m(within(b, b'a', b'z')) & 0x20)),
             );
