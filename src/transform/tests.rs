@@ -23,6 +23,7 @@ fn non_letters_pass_unchanged() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
 fn every_scalar_value_matches_char_to_uppercase() {
     let mut out = Vec::new();
     let mut expected = String::new();
@@ -178,5 +179,223 @@ proptest! {
     #[test]
     fn output_never_grows_beyond_max_expansion(input in messy_bytes()) {
         prop_assert!(upcase(&input, Mode::Unicode).len() <= input.len() * MAX_EXPANSION);
+    }
+}
+
+/// Upper-cases `input` through `push_in_place` in chunks of the given sizes (cycled), the
+/// way the server does, and returns everything it produced.
+fn in_place_chunked(input: &[u8], sizes: &[usize]) -> Vec<u8> {
+    let mut u = Upcaser::new(Mode::Unicode);
+    let mut out = Vec::new();
+    let mut spill = Vec::new();
+    let mut rest = input;
+    for n in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (a, b) = rest.split_at((*n).min(rest.len()));
+        let mut buf = a.to_vec();
+        out.extend_from_slice(u.push_in_place(&mut buf, &mut spill));
+        rest = b;
+    }
+    u.finish(&mut out);
+    out
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "every BMP scalar value: too slow under Miri")]
+fn tables_match_char_to_uppercase_on_the_whole_bmp() {
+    for c in (0..0x10000u32).filter_map(char::from_u32) {
+        let mut buf = [0u8; 4];
+        let enc = c.encode_utf8(&mut buf).as_bytes();
+        let table::Decoded::Step(s) = table::step(enc) else {
+            panic!("U+{:04X} decoded as truncated", c as u32);
+        };
+        let expected: String = c.to_uppercase().collect();
+        assert_eq!(s.in_len, enc.len(), "U+{:04X}", c as u32);
+        assert_eq!(
+            &s.bytes()[..s.out_len],
+            expected.as_bytes(),
+            "U+{:04X}",
+            c as u32
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
+fn every_scalar_value_alone_matches_char_to_uppercase() {
+    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+        let mut buf = [0u8; 4];
+        let expected: String = c.to_uppercase().collect();
+        let got = upcase(c.encode_utf8(&mut buf).as_bytes(), Mode::Unicode);
+        assert_eq!(got, expected.as_bytes(), "U+{:04X}", c as u32);
+    }
+}
+
+/// Every scalar value in one long stream, so that each goes through the block kernel, at
+/// every offset within a block over the variants, beside ASCII and beside the non-ASCII
+/// letters the kernel handles itself; in one call, in place, and in odd-sized chunks.
+#[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
+fn every_scalar_value_in_long_streams_matches_char_to_uppercase() {
+    let neighbours: [(&str, &str); 4] = [("a", "z"), ("я", "ß"), ("ἀ", "ω"), ("中", "ÿ")];
+    for (shift, (before, after)) in neighbours.iter().enumerate() {
+        for pad in 0..3 {
+            let mut input = "x".repeat(shift * 3 + pad);
+            let mut expected = input.to_uppercase();
+            for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+                input.push_str(before);
+                input.push(c);
+                input.push_str(after);
+                expected.push_str(&before.to_uppercase());
+                expected.extend(c.to_uppercase());
+                expected.push_str(&after.to_uppercase());
+            }
+            let check = |got: &[u8], how: &str| {
+                if got != expected.as_bytes() {
+                    let at = got
+                        .iter()
+                        .zip(expected.as_bytes())
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(got.len().min(expected.len()));
+                    let from = at.saturating_sub(16);
+                    panic!(
+                        "{how}, neighbours {before:?} {after:?}, pad {pad}: first difference at \
+                         byte {at}: got {:02X?}, expected {:02X?}",
+                        &got[from..(at + 16).min(got.len())],
+                        &expected.as_bytes()[from..(at + 16).min(expected.len())]
+                    );
+                }
+            };
+            check(&upcase(input.as_bytes(), Mode::Unicode), "push");
+            check(&in_place_chunked(input.as_bytes(), &[65536]), "in place");
+            check(
+                &in_place_chunked(input.as_bytes(), &[997, 61, 4093]),
+                "chunks",
+            );
+        }
+    }
+}
+
+#[test]
+fn one_to_three_expansions() {
+    // alone, and repeated in text long enough for the block kernel
+    for (c, upper) in [
+        ('\u{0390}', "\u{0399}\u{0308}\u{0301}"),
+        ('\u{03B0}', "\u{03A5}\u{0308}\u{0301}"),
+        ('\u{1F52}', "\u{03A5}\u{0313}\u{0300}"),
+        ('\u{1FB7}', "\u{0391}\u{0342}\u{0399}"),
+    ] {
+        assert_eq!(up(&c.to_string()), upper);
+        let text: String = format!("λόγος {c} ").repeat(20);
+        let expected: String = format!("ΛΌΓΟΣ {upper} ").repeat(20);
+        assert_eq!(up(&text), expected);
+        assert_eq!(
+            in_place_chunked(text.as_bytes(), &[7, 64, 3]),
+            expected.as_bytes()
+        );
+    }
+}
+
+#[test]
+fn shrinking_mappings() {
+    assert_eq!(up("\u{FB01}"), "FI"); // 3 bytes -> 2
+    assert_eq!(up("ı"), "I"); // 2 bytes -> 1
+    assert_eq!(up("ſ"), "S");
+    let text = "ﬁne ﬁsh, ıi ſ ".repeat(20);
+    let expected = "FINE FISH, II S ".repeat(20);
+    assert_eq!(up(&text), expected);
+    assert_eq!(
+        in_place_chunked(text.as_bytes(), &[5, 100]),
+        expected.as_bytes()
+    );
+}
+
+#[test]
+fn same_length_text_stays_in_place() {
+    let samples = [
+        "Die Straße führt über Köln nach Düsseldorf. ",
+        "Съешь же ещё этих мягких французских булок. ",
+        "Ξεσκεπάζω την ψυχοφθόρα βδελυγμία, ς. ",
+        "東京で会いましょう 🎉😀 서울 ",
+        "à é î õ ü ÿ þ ",
+        "plain ascii text ",
+    ];
+    for s in samples {
+        let text = s.repeat(50);
+        let mut buf = text.clone().into_bytes();
+        let ptr = buf.as_ptr();
+        let mut spill = Vec::new();
+        let mut u = Upcaser::new(Mode::Unicode);
+        let out = u.push_in_place(&mut buf, &mut spill);
+        assert_eq!(out.as_ptr(), ptr, "{s:?} left the buffer");
+        assert_eq!(out, up(&text).as_bytes());
+    }
+}
+
+#[test]
+fn in_place_holds_back_a_split_character_without_copying() {
+    let text = "привет мир ".repeat(10);
+    let bytes = text.as_bytes();
+    let cut = bytes.len() - 2; // inside the final "р" ... the last letter before " "
+    let cut = (0..cut).rev().find(|&i| bytes[i] & 0xC0 == 0x80).unwrap(); // a cont byte
+    let mut buf = bytes[..cut].to_vec();
+    let ptr = buf.as_ptr();
+    let mut spill = Vec::new();
+    let mut u = Upcaser::new(Mode::Unicode);
+    let first = u.push_in_place(&mut buf, &mut spill).to_vec();
+    assert_eq!(first.len(), cut - 1);
+    assert_eq!(u.held_back(), &bytes[cut - 1..cut]);
+    let mut out = first;
+    let mut buf2 = bytes[cut..].to_vec();
+    out.extend_from_slice(u.push_in_place(&mut buf2, &mut spill));
+    u.finish(&mut out);
+    assert_eq!(out, up(&text).as_bytes());
+    assert_eq!(buf.as_ptr(), ptr);
+}
+
+/// Text like the benchmark samples, with invalid and truncated sequences mixed in, long
+/// enough to span many blocks.
+fn long_messy_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        4 => "[a-zA-Z ,.]{1,40}".prop_map(String::into_bytes),
+        2 => "[а-яёА-Я ]{1,20}".prop_map(String::into_bytes),
+        2 => r"[α-ωάέήίόύώΐΰ\x{1F00}-\x{1F07}\x{1F50}-\x{1F57}\x{1F70}-\x{1F7D}\x{1F80}-\x{1FB7}\x{1FC2}-\x{1FD7}\x{1FE2}-\x{1FF7} ]{1,20}".prop_map(String::into_bytes),
+        2 => "[ß-ÿäöüµ ]{1,20}".prop_map(String::into_bytes),
+        2 => "[一-龥ぁ-んア-ン😀-🙏가-힣 ]{1,12}".prop_map(String::into_bytes),
+        1 => any::<char>().prop_map(|c| c.to_string().into_bytes()),
+        1 => prop::collection::vec(any::<u8>(), 0..6),
+        1 => prop::collection::vec(0x80u8..0xC0, 0..3),
+        1 => prop_oneof![Just(vec![0xF0, 0x9F]), Just(vec![0xE1, 0xBC]), Just(vec![0xD0]), Just(vec![0xCF])],
+    ];
+    prop::collection::vec(piece, 0..60).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #[test]
+    fn long_streams_split_anywhere_equal_the_reference(
+        input in long_messy_bytes(),
+        sizes in prop::collection::vec(1usize..200, 1..16),
+    ) {
+        let whole = reference_upcase(&input, Mode::Unicode);
+        prop_assert_eq!(&upcase(&input, Mode::Unicode), &whole);
+        let mut u = Upcaser::new(Mode::Unicode);
+        let mut out = Vec::new();
+        let mut rest = &input[..];
+        for n in sizes.iter().cycle() {
+            if rest.is_empty() { break; }
+            let (a, b) = rest.split_at((*n).min(rest.len()));
+            u.push(a, &mut out);
+            rest = b;
+        }
+        u.finish(&mut out);
+        prop_assert_eq!(&out, &whole);
+        prop_assert_eq!(&in_place_chunked(&input, &sizes), &whole);
+    }
+
+    #[test]
+    fn in_place_equals_the_reference(input in messy_bytes(), sizes in prop::collection::vec(1usize..7, 1..64)) {
+        prop_assert_eq!(in_place_chunked(&input, &sizes), reference_upcase(&input, Mode::Unicode));
     }
 }
