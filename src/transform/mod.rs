@@ -41,8 +41,8 @@
 //! narrower variants, picked per half block by the lead bytes it holds (only Latin-1,
 //! only Cyrillic, only Greek and Greek Extended), so that text in one script pays only
 //! for that script's rules: polytonic Greek, which needs both the 2- and the 3-byte
-//! rules, runs about 1.4× faster in its own variant than in the full kernel. The tests compare
-//! every scalar value, in every block position and beside every kind of neighbour, and
+//! rules, runs about 1.4× faster in its own variant than in the full kernel. The tests
+//! compare every scalar value, in every block position and beside every kind of neighbour, and
 //! random valid, invalid and truncated streams split anywhere, against std.
 
 /// The most bytes [`Upcaser`] ever holds back between calls: the longest proper prefix of a
