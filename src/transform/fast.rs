@@ -335,6 +335,19 @@ fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
         }
         return 0;
     }
+    // Greek is only asked about when a block holds neither only Latin-1 nor only
+    // Cyrillic, so that those scripts do not pay for it.
+    let beyond_g = if beyond_l != 0 && beyond_c != 0 {
+        let mut beyond_greek = [0u8; N];
+        for (g, &c) in beyond_greek.iter_mut().zip(&win[2..N + 2]) {
+            let two = within(c, 0xC0, 0xDF) & (c != 0xC2) & !within(c, 0xCE, 0xCF);
+            let three = (c == 0xE2) | (c == 0xEA) | (c == 0xEF) | (c == 0xF0);
+            *g = m(two | three);
+        }
+        movemask(&beyond_greek)
+    } else {
+        Mask::MAX
+    };
     // Each half through the cheapest kernel for it. The upper half may start inside a
     // character, so its choice also counts the lead bytes among the 3 bytes before it.
     const _: () = assert!(N == 2 * H);
@@ -342,14 +355,18 @@ fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
     let lo = kernel_for(
         two & LOW != 0,
         three & LOW != 0,
-        script(beyond_l & LOW, beyond_c & LOW),
+        script(beyond_l & LOW, beyond_c & LOW, beyond_g & LOW),
         win[..H + 5].try_into().expect("half window"),
         lo.try_into().expect("half block"),
     );
     let hi = kernel_for(
         two >> (H - 3) != 0,
         three >> (H - 3) != 0,
-        script(beyond_l >> (H - 3), beyond_c >> (H - 3)),
+        script(
+            beyond_l >> (H - 3),
+            beyond_c >> (H - 3),
+            beyond_g >> (H - 3),
+        ),
         win[H..].try_into().expect("half window"),
         hi.try_into().expect("half block"),
     );
@@ -382,14 +399,18 @@ const H: usize = 32;
 /// The bits of the lower half of a block.
 const LOW: Mask = (1 << H) - 1;
 
-/// Which 2-byte rules a half block needs: [`LATIN1`] if its only 2-byte lead bytes are
-/// `C2`, `C3`; [`CYRILLIC`] if they are `C2`, `D0`, `D1`; else [`ALL`].
+/// Which rules a half block needs: [`LATIN1`] if its only 2-byte lead bytes are `C2`,
+/// `C3`; [`CYRILLIC`] if they are `C2`, `D0`, `D1`; [`GREEK`] if they are `C2`, `CE`,
+/// `CF` and its only 3- and 4-byte lead bytes of scripts with case are `E1`; else [`ALL`].
+/// The first two say nothing about 3- and 4-byte lead bytes.
 #[inline(always)]
-fn script(beyond_latin1: Mask, beyond_cyrillic: Mask) -> u8 {
+fn script(beyond_latin1: Mask, beyond_cyrillic: Mask, beyond_greek: Mask) -> u8 {
     if beyond_latin1 == 0 {
         LATIN1
     } else if beyond_cyrillic == 0 {
         CYRILLIC
+    } else if beyond_greek == 0 {
+        GREEK
     } else {
         ALL
     }
@@ -401,6 +422,9 @@ const ALL: u8 = 0;
 const LATIN1: u8 = 1;
 /// The 2-byte rules for the lead bytes `C2`, `D0` and `D1` only.
 const CYRILLIC: u8 = 2;
+/// The 2-byte rules for the lead bytes `C2`, `CE` and `CF` only, and the 3-byte rules for
+/// the lead byte `E1` only (Greek and Greek Extended, monotonic and polytonic).
+const GREEK: u8 = 3;
 
 /// Runs the kernel variant for a half block: with the 2-byte rules of `script` if `two`,
 /// with the longer ones if `three`.
@@ -409,9 +433,11 @@ fn kernel_for(two: bool, three: bool, script: u8, win: &[u8; H + 5], out: &mut [
     match (two, three, script) {
         (true, false, LATIN1) => kernel::<true, false, LATIN1>(win, out),
         (true, false, CYRILLIC) => kernel::<true, false, CYRILLIC>(win, out),
+        (true, false, GREEK) => kernel::<true, false, GREEK>(win, out),
         (true, false, _) => kernel::<true, false, ALL>(win, out),
         (false, true, _) => kernel::<false, true, ALL>(win, out),
         (false, false, _) => kernel::<false, false, ALL>(win, out),
+        (true, true, GREEK) => kernel::<true, true, GREEK>(win, out),
         (true, true, _) => kernel::<true, true, ALL>(win, out),
     }
 }
@@ -434,7 +460,8 @@ fn within(b: u8, lo: u8, hi: u8) -> bool {
 ///
 /// `TWO` enables the rules for 2-byte characters, `THREE` those for 3- and 4-byte ones.
 /// `SCRIPT` narrows `TWO` to the lead bytes of one script (see [`script`]), exact when the
-/// half block (and the 3 bytes before it) holds no other 2-byte lead byte.
+/// half block (and the 3 bytes before it) holds no other 2-byte lead byte; [`GREEK`] also
+/// narrows `THREE` to the lead byte `E1`, exact when it holds none of `E2`, `EA`, `EF`, `F0`.
 /// Disabling `TWO` is exact when the half block (and the 3 bytes before it) holds no lead
 /// byte `C0..=DF`: its 2-byte lead bytes are then reported as specials, so the result
 /// stays exact, only slower. Disabling `THREE` requires that it holds none of the lead
@@ -467,6 +494,17 @@ fn kernel<const TWO: bool, const THREE: bool, const SCRIPT: u8>(
             d = d.wrapping_add(m((p1 == 0xD1) & within(c, 0x90, 0x9F)) & 0xF0);
             d = d.wrapping_add(m((c == 0xD1) & is_cont(n)));
             ok |= (c == 0xC2) & (n != 0xB5) | (c == 0xD0) | (c == 0xD1) & (n < 0xA0);
+        } else if TWO && SCRIPT == GREEK {
+            // the rules below for lead bytes C2, CE and CF only
+            d = d.wrapping_add(m(cont & (p1 == 0xCE) & (c >= 0xB1)) & 0xE0);
+            d = d.wrapping_add(m(cont & (p1 == 0xCE) & within(c, 0xAC, 0xAF)) & 0xDB);
+            d = d.wrapping_add(m(cont & (p1 == 0xCE) & (c == 0xAC)));
+            d = d.wrapping_add(m((p1 == 0xCF) & within(c, 0x80, 0x8B)) & 0x20);
+            d = d.wrapping_add(m((p1 == 0xCF) & ((c == 0x82) | within(c, 0x8D, 0x8E))) & 1);
+            d = d.wrapping_add(m((c == 0xCF) & is_cont(n)));
+            ok |= (c == 0xC2) & (n != 0xB5)
+                | (c == 0xCE) & (n != 0x90) & (n != 0xB0)
+                | (c == 0xCF) & (n < 0x8F);
         } else if TWO {
             let ncont = is_cont(n);
             // continuation bytes of a 2-byte character, by its lead byte `p1`:
@@ -522,15 +560,21 @@ fn kernel<const TWO: bool, const THREE: bool, const SCRIPT: u8>(
             d = d.wrapping_add(m(second & within(n, 0xB0, 0xB1)) & 1);
             d = d.wrapping_add(m(second & within(n, 0xB2, 0xBD)) & 2);
             let bd_special = within(n2, 0x90, 0x96) & (n2 & 1 == 0);
-            ok |= (c == 0xE0)
-                | within(c, 0xE3, 0xEE) & (c != 0xEA)
-                | (c == 0xEA) & !within(n, 0x99, 0xAF)
-                | (c == 0xEF) & (n != 0xAC) & (n != 0xBD)
-                | (c == 0xE2) & ((n < 0x85) | within(n, 0x94, 0xAF))
-                | (c == 0xE1)
-                    & ((n == 0xBC) | (n == 0xBD) & !bd_special | (n == 0xBE) & (n2 == 0xBD))
-                | (c == 0xF0) & (n >= 0x9F)
-                | (c >= 0xF1);
+            let greek_ext = (n == 0xBC) | (n == 0xBD) & !bd_special | (n == 0xBE) & (n2 == 0xBD);
+            if SCRIPT == GREEK {
+                // the caller saw no lead byte E2, EA, EF or F0: every other one but E1
+                // starts a character without case (or is invalid)
+                ok |= (c >= 0xE0) & ((c != 0xE1) | greek_ext);
+            } else {
+                ok |= (c == 0xE0)
+                    | within(c, 0xE3, 0xEE) & (c != 0xEA)
+                    | (c == 0xEA) & !within(n, 0x99, 0xAF)
+                    | (c == 0xEF) & (n != 0xAC) & (n != 0xBD)
+                    | (c == 0xE2) & ((n < 0x85) | within(n, 0x94, 0xAF))
+                    | (c == 0xE1) & greek_ext
+                    | (c == 0xF0) & (n >= 0x9F)
+                    | (c >= 0xF1);
+            }
         }
         if !THREE {
             // the caller saw no lead byte of a script with case among these
