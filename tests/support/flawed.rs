@@ -108,47 +108,39 @@ pub fn ignores_partial_writes() -> SocketAddr {
     })
 }
 
-/// Decodes each read on its own, lossily, and upper-cases it: characters split between
-/// reads, and bytes that are not UTF-8, become U+FFFD.
-pub fn lossy_per_read() -> SocketAddr {
-    serve_threaded(|mut stream| {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    let _ = stream.shutdown(Shutdown::Write);
+/// Transforms each read on its own with `transform`, writes the result, and closes at EOF:
+/// the loop of the two per-read flaws below, which differ only in the transform.
+fn serve_per_read(mut stream: TcpStream, transform: fn(&[u8]) -> Vec<u8>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = stream.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if stream.write_all(&transform(&buf[..n])).is_err() {
                     return;
-                }
-                Ok(n) => {
-                    let out = String::from_utf8_lossy(&buf[..n]).to_uppercase();
-                    if stream.write_all(out.as_bytes()).is_err() {
-                        return;
-                    }
                 }
             }
         }
+    }
+}
+
+/// Decodes each read on its own, lossily, and upper-cases it: characters split between
+/// reads, and bytes that are not UTF-8, become U+FFFD.
+pub fn lossy_per_read() -> SocketAddr {
+    serve_threaded(|stream| {
+        serve_per_read(stream, |b| {
+            String::from_utf8_lossy(b).to_uppercase().into_bytes()
+        })
     })
 }
 
 /// Upper-cases each read on its own, passing invalid bytes through: nothing is lost, but
 /// a letter split between reads is not upper-cased.
 pub fn stateless_per_read() -> SocketAddr {
-    serve_threaded(|mut stream| {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    let _ = stream.shutdown(Shutdown::Write);
-                    return;
-                }
-                Ok(n) => {
-                    if stream.write_all(&upcase(&buf[..n], Mode::Unicode)).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    })
+    serve_threaded(|stream| serve_per_read(stream, |b| upcase(b, Mode::Unicode)))
 }
 
 /// Correct in every way but one: only `a`–`z` are upper-cased.
