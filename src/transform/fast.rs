@@ -163,14 +163,14 @@ pub(super) fn drive<S: Sink>(sink: &mut S, p: usize, w: usize) -> Outcome {
             return unsafe { drive_avx2(sink, p, w) };
         }
     }
-    drive_generic(sink, p, w)
+    drive_generic::<S, false>(sink, p, w)
 }
 
 /// [`drive_generic`] compiled for AVX2: the same code, twice the lanes per instruction.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 #[target_feature(enable = "avx2")]
 unsafe fn drive_avx2<S: Sink>(sink: &mut S, p: usize, w: usize) -> Outcome {
-    drive_generic(sink, p, w)
+    drive_generic::<S, true>(sink, p, w)
 }
 
 /// The loop: blocks of `N` bytes through the kernel, characters it does not cover through
@@ -181,7 +181,7 @@ unsafe fn drive_avx2<S: Sink>(sink: &mut S, p: usize, w: usize) -> Outcome {
 /// already be output when working in place. A character cut by the end of a block is
 /// left to the next block.
 #[inline(always)]
-fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
+fn drive_generic<S: Sink, const AVX2: bool>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
     let end = incomplete_tail(sink.input(), p);
     // the kernel's output, then zeros: a copying sink stores `N` bytes from any offset
     let mut out = [0u8; 2 * N];
@@ -224,7 +224,7 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
                 *s = m(!is_cont(win[i + 3]));
             }
             let starts = movemask(&starts);
-            let specials = kernel_any(win, (&mut out[..N]).try_into().expect("N bytes"));
+            let specials = kernel_any::<AVX2>(win, (&mut out[..N]).try_into().expect("N bytes"));
             // Where the next block starts: back over continuation bytes to the start of
             // the character the block cuts (at most 3; more are invalid and cut nothing).
             let mut next = lanes;
@@ -235,10 +235,21 @@ fn drive_generic<S: Sink>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
                 }
             }
             if S::IN_PLACE {
-                // the cut character stays as it is, so a whole block can be stored
-                for (i, o) in out[..N].iter_mut().enumerate() {
-                    let keep = m(i < next);
-                    *o = *o & keep | win[i + 2] & !keep;
+                // the cut character stays as it is, so a whole block can be stored (lane
+                // indices as bytes: compared as `usize`, they take eight times the lanes)
+                const LANE: [u8; N] = {
+                    let mut lane = [0u8; N];
+                    let mut i = 0;
+                    while i < N {
+                        lane[i] = i as u8;
+                        i += 1;
+                    }
+                    lane
+                };
+                let next = next as u8;
+                for ((o, &lane), &c) in out[..N].iter_mut().zip(&LANE).zip(&win[2..N + 2]) {
+                    let keep = m(lane < next);
+                    *o = *o & keep | c & !keep;
                 }
             }
             (specials & (Mask::MAX >> (N - next)), next)
@@ -314,7 +325,7 @@ fn incomplete_tail(input: &[u8], from: usize) -> usize {
 /// Blocks start where the input holds no continuation byte, so whether a rule can fire
 /// depends only on the lead bytes inside the block.
 #[inline(always)]
-fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
+fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
     let (mut two, mut three) = ([0u8; N], [0u8; N]);
     let (mut beyond_latin1, mut beyond_cyrillic) = ([0u8; N], [0u8; N]);
     for i in 0..N {
@@ -352,14 +363,14 @@ fn kernel_any(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
     // character, so its choice also counts the lead bytes among the 3 bytes before it.
     const _: () = assert!(N == 2 * H);
     let (lo, hi) = out.split_at_mut(H);
-    let lo = kernel_for(
+    let lo = kernel_for::<AVX2>(
         two & LOW != 0,
         three & LOW != 0,
         script(beyond_l & LOW, beyond_c & LOW, beyond_g & LOW),
         win[..H + 5].try_into().expect("half window"),
         lo.try_into().expect("half block"),
     );
-    let hi = kernel_for(
+    let hi = kernel_for::<AVX2>(
         two >> (H - 3) != 0,
         three >> (H - 3) != 0,
         script(
@@ -394,7 +405,7 @@ fn caseless(win: &[u8; WIN]) -> bool {
 
 /// Lanes the kernel works on at once: one AVX2 register. Wider, the full kernel runs out
 /// of registers.
-const H: usize = 32;
+pub(super) const H: usize = 32;
 
 /// The bits of the lower half of a block.
 const LOW: Mask = (1 << H) - 1;
@@ -417,7 +428,7 @@ fn script(beyond_latin1: Mask, beyond_cyrillic: Mask, beyond_greek: Mask) -> u8 
 }
 
 /// Every 2-byte rule.
-const ALL: u8 = 0;
+pub(super) const ALL: u8 = 0;
 /// The 2-byte rules for the lead bytes `C2` and `C3` only.
 const LATIN1: u8 = 1;
 /// The 2-byte rules for the lead bytes `C2`, `D0` and `D1` only.
@@ -429,7 +440,19 @@ const GREEK: u8 = 3;
 /// Runs the kernel variant for a half block: with the 2-byte rules of `script` if `two`,
 /// with the longer ones if `three`.
 #[inline(always)]
-fn kernel_for(two: bool, three: bool, script: u8, win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
+fn kernel_for<const AVX2: bool>(
+    two: bool,
+    three: bool,
+    script: u8,
+    win: &[u8; H + 5],
+    out: &mut [u8; H],
+) -> u32 {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if AVX2 && two && !three && script == ALL {
+        // SAFETY: `AVX2` is true only in `drive_avx2`, which runs only where the CPU
+        // supports AVX2.
+        return unsafe { super::mixed::kernel(win, out) };
+    }
     match (two, three, script) {
         (true, false, LATIN1) => kernel::<true, false, LATIN1>(win, out),
         (true, false, CYRILLIC) => kernel::<true, false, CYRILLIC>(win, out),
@@ -468,7 +491,7 @@ fn within(b: u8, lo: u8, hi: u8) -> bool {
 /// bytes `E1`, `E2`, `EA`, `EF`, `F0`: every other lead byte `>= E0` starts a character
 /// without case (or is invalid), which the variant then copies.
 #[inline(always)]
-fn kernel<const TWO: bool, const THREE: bool, const SCRIPT: u8>(
+pub(super) fn kernel<const TWO: bool, const THREE: bool, const SCRIPT: u8>(
     win: &[u8; H + 5],
     out: &mut [u8; H],
 ) -> u32 {

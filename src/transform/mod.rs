@@ -249,6 +249,8 @@ pub fn reference_upcase(input: &[u8], mode: Mode) -> Vec<u8> {
 }
 
 mod fast;
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod mixed;
 mod table;
 
 #[cfg(test)]
