@@ -346,6 +346,41 @@ fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
         }
         return 0;
     }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if AVX2 && three == 0 {
+        // Only 2-byte characters: one choice for the whole block, so that text mixing
+        // scripts word by word does not mispredict a branch per half.
+        let (lo, hi) = out.split_at_mut(H);
+        let (lo, hi): (&mut [u8; H], &mut [u8; H]) = (
+            lo.try_into().expect("half block"),
+            hi.try_into().expect("half block"),
+        );
+        let (win_lo, win_hi) = (
+            win[..H + 5].try_into().expect("half window"),
+            win[H..].try_into().expect("half window"),
+        );
+        let (lo, hi) = if beyond_l == 0 {
+            (
+                kernel::<true, false, LATIN1>(win_lo, lo),
+                kernel::<true, false, LATIN1>(win_hi, hi),
+            )
+        } else if beyond_c == 0 {
+            (
+                kernel::<true, false, CYRILLIC>(win_lo, lo),
+                kernel::<true, false, CYRILLIC>(win_hi, hi),
+            )
+        } else {
+            // SAFETY: `AVX2` is true only in `drive_avx2`, which runs only where the CPU
+            // supports AVX2.
+            unsafe {
+                (
+                    super::mixed::kernel(win_lo, lo),
+                    super::mixed::kernel(win_hi, hi),
+                )
+            }
+        };
+        return Mask::from(lo) | Mask::from(hi) << H;
+    }
     // Greek is only asked about when a block holds neither only Latin-1 nor only
     // Cyrillic, so that those scripts do not pay for it.
     let beyond_g = if beyond_l != 0 && beyond_c != 0 {
