@@ -33,6 +33,13 @@ const GREEK: &str = "Μῆνιν ἄειδε θεὰ Πηληϊάδεω Ἀχι�
     Ἀτρεΐδης τε ἄναξ ἀνδρῶν καὶ δῖος Ἀχιλλεύς. Ἐν ἀρχῇ ἦν ὁ λόγος, καὶ ὁ λόγος ἦν πρὸς \
     τὸν θεόν, καὶ θεὸς ἦν ὁ λόγος. ";
 
+/// The words of `../shared/bench/loadgen.c -u`, in its order: scripts change every word,
+/// so most blocks mix them.
+const MIXED: &str = "hello 東京 привет ёлка über ёлка grüße мир hello ωμέγα ωμέγα мир grüße \
+    ωμέγα über привет ωμέγα ёлка привет straße straße ёлка ёлка über мир über hello мир über \
+    über über 東京 hello grüße straße grüße привет hello hello hello мир grüße straße мир ёлка \
+    hello 東京 über ";
+
 const ASCII: &str = "The quick brown fox jumps over the lazy dog, while the server echoes \
     every byte it receives in upper case and the client checks each reply. Throughput is \
     measured in bytes per second on a single core of a shared machine. ";
@@ -54,6 +61,7 @@ fn bench(c: &mut Criterion) {
         ("russian", RUSSIAN),
         ("cjk_emoji", CJK_EMOJI),
         ("greek_polytonic", GREEK),
+        ("mixed_scripts", MIXED),
         ("ascii", ASCII),
     ];
     for (name, text) in samples {

@@ -320,12 +320,17 @@ fn incomplete_tail(input: &[u8], from: usize) -> usize {
     len
 }
 
-/// Runs the cheapest kernel variant that is exact for this window.
-///
-/// Blocks start where the input holds no continuation byte, so whether a rule can fire
-/// depends only on the lead bytes inside the block.
+/// For the block in `win`, a bit per byte of: a 2-byte lead byte; a 3- or 4-byte lead byte
+/// of a script with case; a 2-byte lead byte other than `C2`, `C3`; one other than `C2`,
+/// `D0`, `D1`.
 #[inline(always)]
-fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
+pub(super) fn classify<const AVX2: bool>(win: &[u8; WIN]) -> [Mask; 4] {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if AVX2 {
+        // SAFETY: `AVX2` is true only in `drive_avx2`, which runs only where the CPU
+        // supports AVX2.
+        return unsafe { super::mixed::classify(win) };
+    }
     let (mut two, mut three) = ([0u8; N], [0u8; N]);
     let (mut beyond_latin1, mut beyond_cyrillic) = ([0u8; N], [0u8; N]);
     for i in 0..N {
@@ -337,8 +342,21 @@ fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
         // others (E0, E3-E9, EB-EE, F1-F4, and invalid F5-FF) only start caseless ones
         three[i] = m((c == 0xE1) | (c == 0xE2) | (c == 0xEA) | (c == 0xEF) | (c == 0xF0));
     }
-    let (two, three) = (movemask(&two), movemask(&three));
-    let (beyond_l, beyond_c) = (movemask(&beyond_latin1), movemask(&beyond_cyrillic));
+    [
+        movemask(&two),
+        movemask(&three),
+        movemask(&beyond_latin1),
+        movemask(&beyond_cyrillic),
+    ]
+}
+
+/// Runs the cheapest kernel variant that is exact for this window.
+///
+/// Blocks start where the input holds no continuation byte, so whether a rule can fire
+/// depends only on the lead bytes inside the block.
+#[inline(always)]
+fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
+    let [two, three, beyond_l, beyond_c] = classify::<AVX2>(win);
     if two == 0 && (three == 0 || caseless(win)) {
         // nothing but ASCII, continuation bytes and caseless characters
         for (o, &c) in out.iter_mut().zip(&win[2..N + 2]) {

@@ -15,7 +15,8 @@
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi8, _mm256_and_si256, _mm256_andnot_si256, _mm256_blendv_epi8,
     _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_min_epu8, _mm256_movemask_epi8, _mm256_or_si256,
-    _mm256_set1_epi8, _mm256_setr_epi8, _mm256_slli_epi16, _mm256_storeu_si256, _mm256_sub_epi8,
+    _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256, _mm256_slli_epi16, _mm256_srli_epi16,
+    _mm256_storeu_si256, _mm256_sub_epi8,
 };
 
 use super::fast::H;
@@ -224,9 +225,66 @@ pub(super) fn kernel(win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
     _mm256_movemask_epi8(special) as u32
 }
 
+/// Class bits of a byte, as `HI[high nibble] & LO[low nibble]` (each set is a union of
+/// products of nibble sets): a 2-byte lead byte `C0..=DF`; a 3- or 4-byte lead byte of a
+/// script with case (`E1`, `E2`, `EA`, `EF` | `F0`); a 2-byte lead byte other than `C2`,
+/// `C3` (`C0..=DF` without them | `D0..=DF`); other than `C2`, `D0`, `D1`.
+const TWO: u8 = 1;
+const THREE_E: u8 = 2;
+const THREE_F: u8 = 4;
+const NOT_LATIN1_C: u8 = 8;
+const NOT_LATIN1_D: u8 = 16;
+const NOT_CYRILLIC_C: u8 = 32;
+const NOT_CYRILLIC_D: u8 = 64;
+const CLASS_HI: [u8; 16] = {
+    let mut t = [0u8; 16];
+    t[0xC] = TWO | NOT_LATIN1_C | NOT_CYRILLIC_C;
+    t[0xD] = TWO | NOT_LATIN1_D | NOT_CYRILLIC_D;
+    t[0xE] = THREE_E;
+    t[0xF] = THREE_F;
+    t
+};
+const CLASS_LO: [u8; 16] = {
+    let mut t = [TWO | NOT_LATIN1_C | NOT_LATIN1_D | NOT_CYRILLIC_C | NOT_CYRILLIC_D; 16];
+    t[0x0] = TWO | NOT_LATIN1_C | NOT_LATIN1_D | NOT_CYRILLIC_C | THREE_F;
+    t[0x1] = TWO | NOT_LATIN1_C | NOT_LATIN1_D | NOT_CYRILLIC_C | THREE_E;
+    t[0x2] = TWO | NOT_LATIN1_D | NOT_CYRILLIC_D | THREE_E;
+    t[0x3] = TWO | NOT_LATIN1_D | NOT_CYRILLIC_C | NOT_CYRILLIC_D;
+    t[0xA] |= THREE_E;
+    t[0xF] |= THREE_E;
+    t
+};
+
+/// For the block `win[2..66]`, a bit per byte of: a 2-byte lead byte; a 3- or 4-byte lead
+/// byte of a script with case; a 2-byte lead byte other than `C2`, `C3`; one other than
+/// `C2`, `D0`, `D1`. The same masks as the portable loop in `fast::kernel_any`.
+#[target_feature(enable = "avx2")]
+pub(super) fn classify(win: &[u8; 2 * H + 5]) -> [u64; 4] {
+    let mut masks = [0u64; 4];
+    for half in 0..2 {
+        // SAFETY: `2 + 32 * half + 32 <= 2 * H + 5`: the load is in bounds.
+        let c = unsafe { _mm256_loadu_si256(win.as_ptr().add(2 + H * half).cast::<__m256i>()) };
+        let lo = _mm256_and_si256(c, splat(0x0F));
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(c), splat(0x0F));
+        let class = _mm256_and_si256(lookup(table(CLASS_LO), lo), lookup(table(CLASS_HI), hi));
+        for (mask, bits) in masks.iter_mut().zip([
+            TWO,
+            THREE_E | THREE_F,
+            NOT_LATIN1_C | NOT_LATIN1_D,
+            NOT_CYRILLIC_C | NOT_CYRILLIC_D,
+        ]) {
+            let none =
+                _mm256_cmpeq_epi8(_mm256_and_si256(class, splat(bits)), _mm256_setzero_si256());
+            let set = !(_mm256_movemask_epi8(none) as u32);
+            *mask |= u64::from(set) << (H * half);
+        }
+    }
+    masks
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::fast::{self, ALL, H};
+    use super::super::fast::{self, ALL, H, N};
 
     /// A de Bruijn sequence over bytes of order 3: every 3-byte string occurs in it once,
     /// cyclically (the standard construction by concatenating Lyndon words).
@@ -293,5 +351,26 @@ mod tests {
             seen += lanes;
         }
         assert_eq!(seen, 1 << 24);
+    }
+
+    /// The lookup classifier agrees with the portable one on every byte at every lane.
+    #[test]
+    #[cfg_attr(miri, ignore = "AVX2 intrinsics")]
+    fn lookup_classifier_equals_the_portable_one_on_every_byte() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for shift in 0..N {
+            let mut win = [0u8; N + 5];
+            for (i, b) in win.iter_mut().enumerate() {
+                *b = ((i + shift) * 4) as u8; // 64 lanes, 4 shifts: each byte at each lane
+            }
+            for b in 0..=3u8 {
+                let win = win.map(|x| x.wrapping_add(b));
+                // SAFETY: the CPU supports AVX2, checked above.
+                let got = unsafe { super::classify(&win) };
+                assert_eq!(got, fast::classify::<false>(&win), "window {win:02X?}");
+            }
+        }
     }
 }
