@@ -1,5 +1,8 @@
 //! `upcased`: the capitalisation server. Parses flags, binds, serves, maps errors to exit
 //! codes (0 after a drain, 1 when it cannot serve, 2 for usage errors).
+// The flags' doc comments are their `--help` text, where `[::1]:2277` is an address, not a
+// rustdoc link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
