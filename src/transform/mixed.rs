@@ -55,7 +55,8 @@ fn splat(b: u8) -> __m256i {
 }
 
 /// Tables indexed by the low nibble of a lead byte whose continuation bytes move. Entry
-/// `k` belongs to the lead byte `OWNER[k]`; the others are zero and never used.
+/// `k` belongs to the lead byte `OWNER[k]`; what they give for any other byte before is
+/// masked off.
 const OWNER: [u8; 16] = lead_table(&[
     (0xC3, 0xC3),
     (0xD0, 0xD0),
@@ -104,40 +105,55 @@ const fn lead_table(entries: &[(u8, u8)]) -> [u8; 16] {
     t
 }
 
-/// Which 2-byte characters the rules get right, by lead byte `C0..=DF` (the general
-/// kernel's list, as data): those whose next byte `n` is in `LO ..= LO + LEN` (wrapping)
-/// and not one with `n & MASK == BAD`.
-const fn ok_tables() -> [[u8; 32]; 4] {
-    let mut t = [[0; 32]; 4];
+/// Which 2-byte characters the rules get right (the general kernel's list, as data): by
+/// lead byte `C0..=DF`, a rule number; by rule, those whose next byte `n` is in
+/// `LO ..= LO + LEN` (wrapping) and not one with `n & MASK == BAD`.
+const OK_RULES: [[u8; 4]; 8] = [
+    [0, 0xFF, 0, 0xFF],    // 0: covered whatever follows
+    [0, 0xFF, 0xFF, 0xB5], // 1: C2, not µ
+    [0xC0, 0xFE, 0, 0xFF], // 2: C3, not ÿ (BF)
+    [0, 0xAF, 0xFF, 0x85], // 3: CD, below B0, not U+0345
+    [0, 0xFF, 0xDF, 0x90], // 4: CE, not ΐ (90) or ΰ (B0)
+    [0, 0x8E, 0, 0xFF],    // 5: CF, below 8F
+    [0, 0x9F, 0, 0xFF],    // 6: D1, below A0
+    [0, 0, 0, 0],          // 7: none: the range holds only 0, which is bad
+];
+
+/// The rule of [`OK_RULES`] for each lead byte `C0..=DF`.
+const OK_RULE_OF: [u8; 32] = {
+    let mut t = [7u8; 32];
     let mut c = 0xC0;
     while c <= 0xDF {
-        // (LO, LEN, MASK, BAD)
-        let rule: [u8; 4] = match c {
-            // covered whatever follows
-            0xC0 | 0xC1 | 0xCB | 0xCC | 0xD0 | 0xD7..=0xDF => [0, 0xFF, 0, 0xFF],
-            0xC2 => [0, 0xFF, 0xFF, 0xB5], // not µ
-            0xC3 => [0xC0, 0xFE, 0, 0xFF], // not ÿ (BF)
-            0xCD => [0, 0xAF, 0xFF, 0x85], // below B0, not U+0345
-            0xCE => [0, 0xFF, 0xDF, 0x90], // not ΐ (90) or ΰ (B0)
-            0xCF => [0, 0x8E, 0, 0xFF],    // below 8F
-            0xD1 => [0, 0x9F, 0, 0xFF],    // below A0
-            _ => [0, 0, 0, 0],             // none: the range holds 0, which is bad
+        t[c - 0xC0] = match c {
+            0xC0 | 0xC1 | 0xCB | 0xCC | 0xD0 | 0xD7..=0xDF => 0,
+            0xC2 => 1,
+            0xC3 => 2,
+            0xCD => 3,
+            0xCE => 4,
+            0xCF => 5,
+            0xD1 => 6,
+            _ => 7,
         };
-        let i = (c - 0xC0) as usize;
-        let mut k = 0;
-        while k < 4 {
-            t[k][i] = rule[k];
-            k += 1;
-        }
         c += 1;
     }
     t
+};
+const OK_RULE_OF_HALVES: [[u8; 16]; 2] = [half(&OK_RULE_OF, false), half(&OK_RULE_OF, true)];
+const OK_LO: [u8; 16] = ok_column(0);
+const OK_LEN: [u8; 16] = ok_column(1);
+const OK_MASK: [u8; 16] = ok_column(2);
+const OK_BAD: [u8; 16] = ok_column(3);
+
+/// Column `k` of [`OK_RULES`], as a table by rule number.
+const fn ok_column(k: usize) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < OK_RULES.len() {
+        t[i] = OK_RULES[i][k];
+        i += 1;
+    }
+    t
 }
-const OK: [[u8; 32]; 4] = ok_tables();
-const OK_LO: [[u8; 16]; 2] = [half(&OK[0], false), half(&OK[0], true)];
-const OK_LEN: [[u8; 16]; 2] = [half(&OK[1], false), half(&OK[1], true)];
-const OK_MASK: [[u8; 16]; 2] = [half(&OK[2], false), half(&OK[2], true)];
-const OK_BAD: [[u8; 16]; 2] = [half(&OK[3], false), half(&OK[3], true)];
 
 /// The first or second half of a 32-entry table.
 const fn half(t: &[u8; 32], second: bool) -> [u8; 16] {
@@ -183,11 +199,12 @@ pub(super) fn kernel(win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
     // continuation bytes, by the lead byte before them
     let k = _mm256_and_si256(p1, nibble);
     let owned = _mm256_cmpeq_epi8(lookup(table(OWNER), k), p1);
-    let k = _mm256_or_si256(k, _mm256_andnot_si256(owned, splat(0xFF)));
-    d = _mm256_add_epi8(d, rule(c, k, LO1, LEN1, D1));
-    d = _mm256_add_epi8(d, rule(c, k, LO2, LEN2, D2));
     let x = _mm256_cmpeq_epi8(c, lookup(table(X), k));
-    d = _mm256_add_epi8(d, _mm256_and_si256(x, lookup(table(DX), k)));
+    let moved = _mm256_add_epi8(
+        _mm256_add_epi8(rule(c, k, LO1, LEN1, D1), rule(c, k, LO2, LEN2, D2)),
+        _mm256_and_si256(x, lookup(table(DX), k)),
+    );
+    d = _mm256_add_epi8(d, _mm256_and_si256(owned, moved));
     // lead bytes: D1 -> D0 and CF -> CE before a continuation byte, ß's C3 -> S
     let ncont = in_range(n, splat(0x80), splat(0x3F));
     let d1_cf = _mm256_or_si256(
@@ -206,14 +223,11 @@ pub(super) fn kernel(win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
     // specials: lead bytes C0-DF of characters the rules above do not cover
     let lead_nibble = _mm256_and_si256(c, nibble);
     let hi = _mm256_slli_epi16::<3>(c);
-    let in_ok = in_range(
-        n,
-        lookup32(OK_LO, lead_nibble, hi),
-        lookup32(OK_LEN, lead_nibble, hi),
-    );
+    let r = lookup32(OK_RULE_OF_HALVES, lead_nibble, hi);
+    let in_ok = in_range(n, lookup(table(OK_LO), r), lookup(table(OK_LEN), r));
     let bad = _mm256_cmpeq_epi8(
-        _mm256_and_si256(n, lookup32(OK_MASK, lead_nibble, hi)),
-        lookup32(OK_BAD, lead_nibble, hi),
+        _mm256_and_si256(n, lookup(table(OK_MASK), r)),
+        lookup(table(OK_BAD), r),
     );
     let covered = _mm256_andnot_si256(bad, in_ok);
     let two = in_range(c, splat(0xC0), splat(0x1F));
