@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Interleaved rounds of the shared load generator against the C epoll reference and `upcased`
+(and optionally the naive tokio peer), pinned like compare.py (server on CPU 1, load on
+CPU 0), reporting medians of msgs/s, server CPU per message, p50 and p99, and each server's
+ratios to the C reference paired round by round. compare.py reports p99 only; this is for
+the `1c-64B` p50 target, and for any workload that needs more rounds than a table of all.
+
+    cargo build --release
+    python3 scripts/interleaved.py --rounds 7 --load "-c 1 -s 64"
+    python3 scripts/interleaved.py --rounds 9 --load "-c 4 -s 65536" --naive
+
+The C programs are built from ../shared/bench/ into a temporary directory with gcc.
+"""
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared", "bench"))
+
+
+def build(tmp):
+    lg, ref = os.path.join(tmp, "loadgen"), os.path.join(tmp, "epoll_upcase")
+    subprocess.run(["gcc", "-O2", "-o", lg, os.path.join(SHARED, "loadgen.c")], check=True)
+    subprocess.run(["gcc", "-O3", "-pthread", "-o", ref, os.path.join(SHARED, "epoll_upcase.c")], check=True)
+    return lg, ref
+
+
+def naive_bin():
+    target = os.path.join(tempfile.gettempdir(), "cmp-naive-tokio-target")
+    subprocess.run(["cargo", "build", "--release", "-q", "--locked", "--target-dir", target],
+                   cwd=os.path.join(SHARED, "naive-tokio"), check=True)
+    return os.path.join(target, "release", "naive-tokio")
+
+
+def wait_port(port):
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--secs", default="2")
+    ap.add_argument("--load", default="-c 1 -s 64", help="loadgen arguments (default: %(default)s)")
+    ap.add_argument("--naive", action="store_true", help="also the naive tokio peer")
+    ap.add_argument("--project-bin", default=os.path.join(ROOT, "target", "release", "upcased"))
+    a = ap.parse_args()
+    if not os.path.exists(a.project_bin):
+        sys.exit(f"{a.project_bin} not found: run `cargo build --release` first")
+    tmp = tempfile.mkdtemp(prefix="upcase-interleaved-")
+    loadgen, ref = build(tmp)
+    servers = [("c-epoll", [ref, "{port}", "1"]),
+               ("upcased", [a.project_bin, "--listen", "127.0.0.1:{port}"])]
+    if a.naive:
+        servers.append(("naive-tokio", [naive_bin(), "127.0.0.1:{port}"]))
+    res = {name: [] for name, _ in servers}
+    for _ in range(a.rounds):
+        for i, (name, cmd) in enumerate(servers):
+            port = 29500 + i
+            p = subprocess.Popen(["taskset", "-c", "1"] + [c.replace("{port}", str(port)) for c in cmd],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                if not wait_port(port):
+                    sys.exit(f"{name} did not start on port {port}")
+                c0 = cpu_seconds(p.pid)
+                out = subprocess.run(["taskset", "-c", "0", loadgen, "-p", str(port), "-d", a.secs, "-w", "0.5"]
+                                     + a.load.split(), capture_output=True, text=True, check=True)
+                c1 = cpu_seconds(p.pid)
+            finally:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait()
+                time.sleep(0.2)
+            d = {k: float(v) for k, v in (kv.split("=") for kv in out.stdout.split())}
+            res[name].append({"msgs": d["msgs_per_s"], "cpu": (c1 - c0) * 1e6 / max(d["all_msgs"], 1),
+                              "p50": d["p50_us"], "p99": d["p99_us"]})
+    med = lambda xs, k: statistics.median(x[k] for x in xs)
+    base = res["c-epoll"]
+    print(f"# loadgen {a.load}, {a.rounds} interleaved rounds of {a.secs} s, pinned; medians "
+          f"[paired ratio to c-epoll: msgs/s, CPU per message, p50]")
+    print("| server | msgs/s | CPU-µs/msg | p50 µs | p99 µs | ratios |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, xs in res.items():
+        ratio = lambda k: statistics.median(x[k] / y[k] for x, y in zip(xs, base))
+        print(f"| {name} | {med(xs, 'msgs'):,.0f} | {med(xs, 'cpu'):.2f} | {med(xs, 'p50'):.1f} | "
+              f"{med(xs, 'p99'):.1f} | {ratio('msgs'):.2f} / {ratio('cpu'):.2f} / {ratio('p50'):.2f} |")
+        rounds = " ".join("%.1f" % x["p50"] for x in xs)
+        print(f"| (p50 per round) | | | {rounds} | | |")
+
+
+if __name__ == "__main__":
+    main()
