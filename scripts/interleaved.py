@@ -13,13 +13,13 @@ The C programs are built from ../shared/bench/ into a temporary directory with g
 """
 import argparse
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+# the server helpers of scripts/bench.sh's driver: free ports, start pinned, stop, CPU time
+from bench import free_port, session_cpu, start, stop, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared", "bench"))
@@ -37,22 +37,6 @@ def naive_bin():
     subprocess.run(["cargo", "build", "--release", "-q", "--locked", "--target-dir", target],
                    cwd=os.path.join(SHARED, "naive-tokio"), check=True)
     return os.path.join(target, "release", "naive-tokio")
-
-
-def wait_port(port):
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -73,21 +57,18 @@ def main():
         servers.append(("naive-tokio", [naive_bin(), "127.0.0.1:{port}"]))
     res = {name: [] for name, _ in servers}
     for _ in range(a.rounds):
-        for i, (name, cmd) in enumerate(servers):
-            port = 29500 + i
-            p = subprocess.Popen(["taskset", "-c", "1"] + [c.replace("{port}", str(port)) for c in cmd],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for name, cmd in servers:
+            port = free_port()
+            p = start([c.replace("{port}", str(port)) for c in cmd], pin=True)
             try:
                 if not wait_port(port):
                     sys.exit(f"{name} did not start on port {port}")
-                c0 = cpu_seconds(p.pid)
+                c0 = session_cpu(p.pid)
                 out = subprocess.run(["taskset", "-c", "0", loadgen, "-p", str(port), "-d", a.secs, "-w", "0.5"]
                                      + a.load.split(), capture_output=True, text=True, check=True)
-                c1 = cpu_seconds(p.pid)
+                c1 = session_cpu(p.pid)
             finally:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait()
-                time.sleep(0.2)
+                stop(p)
             d = {k: float(v) for k, v in (kv.split("=") for kv in out.stdout.split())}
             res[name].append({"msgs": d["msgs_per_s"], "cpu": (c1 - c0) * 1e6 / max(d["all_msgs"], 1),
                               "p50": d["p50_us"], "p99": d["p99_us"]})
