@@ -162,17 +162,8 @@ proptest! {
         sizes in prop::collection::vec(1usize..7, 1..64),
     ) {
         let whole = reference_upcase(&input, Mode::Unicode);
-        let mut u = Upcaser::new(Mode::Unicode);
-        let mut out = Vec::new();
-        let mut rest = &input[..];
-        for n in sizes.iter().cycle() {
-            if rest.is_empty() { break; }
-            let (a, b) = rest.split_at((*n).min(rest.len()));
-            u.push(a, &mut out);
-            prop_assert!(u.held_back().len() <= MAX_HELD_BACK);
-            rest = b;
-        }
-        u.finish(&mut out);
+        let (out, most_held) = pushed_chunked(&input, &sizes);
+        prop_assert!(most_held <= MAX_HELD_BACK);
         prop_assert_eq!(out, whole);
     }
 
@@ -180,6 +171,26 @@ proptest! {
     fn output_never_grows_beyond_max_expansion(input in messy_bytes()) {
         prop_assert!(upcase(&input, Mode::Unicode).len() <= input.len() * MAX_EXPANSION);
     }
+}
+
+/// Upper-cases `input` through `push` in chunks of the given sizes (cycled), and returns
+/// everything it produced and the most bytes it held back between chunks.
+fn pushed_chunked(input: &[u8], sizes: &[usize]) -> (Vec<u8>, usize) {
+    let mut u = Upcaser::new(Mode::Unicode);
+    let mut out = Vec::new();
+    let mut most_held = 0;
+    let mut rest = input;
+    for n in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (a, b) = rest.split_at((*n).min(rest.len()));
+        u.push(a, &mut out);
+        most_held = most_held.max(u.held_back().len());
+        rest = b;
+    }
+    u.finish(&mut out);
+    (out, most_held)
 }
 
 /// Upper-cases `input` through `push_in_place` in chunks of the given sizes (cycled), the
@@ -380,17 +391,7 @@ proptest! {
     ) {
         let whole = reference_upcase(&input, Mode::Unicode);
         prop_assert_eq!(&upcase(&input, Mode::Unicode), &whole);
-        let mut u = Upcaser::new(Mode::Unicode);
-        let mut out = Vec::new();
-        let mut rest = &input[..];
-        for n in sizes.iter().cycle() {
-            if rest.is_empty() { break; }
-            let (a, b) = rest.split_at((*n).min(rest.len()));
-            u.push(a, &mut out);
-            rest = b;
-        }
-        u.finish(&mut out);
-        prop_assert_eq!(&out, &whole);
+        prop_assert_eq!(&pushed_chunked(&input, &sizes).0, &whole);
         prop_assert_eq!(&in_place_chunked(&input, &sizes), &whole);
     }
 
