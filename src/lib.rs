@@ -10,7 +10,8 @@
 //! | [`transform`] | the pure streaming upper-caser: bytes in, bytes out, ≤ 3 bytes of state |
 //! | [`limits`] | every bound and default, named, with the reason for its value |
 //! | [`logging`] | `tracing` set-up for the binaries: text or JSON, to stderr |
-//! | [`net`] | address and duration parsing, listener binding, descriptor limits |
+//! | [`units`] | the values typed on a command line: durations, sizes, addresses — one rule each |
+//! | [`net`] | listener binding, descriptor limits |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
@@ -27,3 +28,4 @@ pub mod logging;
 pub mod net;
 pub mod server;
 pub mod transform;
+pub mod units;

@@ -32,6 +32,11 @@ pub const MAX_BUFFERED_PER_CONNECTION: usize =
 /// and starve the listener itself.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// The longest duration any flag takes (timeouts, `--duration`, `--warmup`, delays). A
+/// week is far beyond any sensible timeout, and small enough that a deadline computed as
+/// `now + duration` can never overflow, so no typed value can make a timer panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Default `--idle-timeout`: a connection that moves no byte in either direction for this
 /// long is closed. Five minutes outlasts any human pause in an interactive session, and
 /// bounds how long a vanished client (no FIN ever arrives) holds a slot.

@@ -248,16 +248,10 @@ fn plain(e: &std::io::Error) -> String {
 }
 
 fn parse_read_buffer(s: &str) -> Result<usize, String> {
-    let n: usize = s
-        .parse()
-        .map_err(|e| format!("`{s}` is not a number of bytes: {e}"))?;
-    if (limits::MIN_READ_CHUNK..=limits::MAX_READ_CHUNK).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!(
-            "must be between {} and {} bytes",
-            limits::MIN_READ_CHUNK,
-            limits::MAX_READ_CHUNK
-        ))
-    }
+    upcase::units::parse_size_in(
+        s,
+        limits::MIN_READ_CHUNK as u64,
+        limits::MAX_READ_CHUNK as u64,
+    )
+    .map(|n| n as usize)
 }
