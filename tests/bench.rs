@@ -479,8 +479,8 @@ fn a_low_soft_descriptor_limit_is_raised_to_the_hard_limit() {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit writes a plain struct we own.
     assert_eq!(
+        // SAFETY: getrlimit writes a plain struct we own.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
         0
     );

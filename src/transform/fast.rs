@@ -4,6 +4,11 @@
 //! over fixed-size arrays, with no branches inside, so that the compiler turns each of them
 //! into a handful of SIMD instructions; [`drive`] picks an AVX2 build of the same code at
 //! run time where the CPU has it.
+//!
+//! Which build runs is a [`Kernel`], passed down the loop by value: [`Portable`], or
+//! [`Avx2`], a token that only [`Avx2::detect`] can make. The calls into code compiled for
+//! AVX2 live in `Avx2`'s methods, so holding the token is what makes them sound, not a
+//! convention about which caller passes which flag. Both tokens are zero-sized.
 
 use std::mem::MaybeUninit;
 
@@ -156,21 +161,92 @@ pub(super) enum Outcome {
 #[inline]
 pub(super) fn drive<S: Sink>(sink: &mut S, p: usize, w: usize) -> Outcome {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    {
+    if let Some(avx2) = Avx2::detect() {
+        return avx2.drive(sink, p, w);
+    }
+    drive_generic(Portable, sink, p, w)
+}
+
+/// A build of the kernel: what [`drive_generic`] calls for the parts that differ by CPU.
+pub(super) trait Kernel: Copy {
+    /// Whether [`mixed`](Self::mixed) is the table-lookup kernel of `mixed.rs`, faster than
+    /// the general rules on half blocks that mix scripts. If not, it is the general rules
+    /// themselves, and [`kernel_any`] picks narrower variants per half instead.
+    const LOOKUP: bool;
+    /// The masks of [`classify_portable`] for the block in `win`.
+    fn classify(self, win: &[u8; WIN]) -> [Mask; 4];
+    /// Exactly `kernel::<true, false, ALL>`: the 2-byte and ASCII rules for a half block
+    /// with no lead byte of a 3- or 4-byte character of a script with case.
+    fn mixed(self, win: &[u8; H + 5], out: &mut [u8; H]) -> u32;
+}
+
+/// The kernel as plain Rust, for any CPU: what the compiler makes of the loops for the
+/// target's baseline instruction set.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Portable;
+
+impl Kernel for Portable {
+    const LOOKUP: bool = false;
+    #[inline(always)]
+    fn classify(self, win: &[u8; WIN]) -> [Mask; 4] {
+        classify_portable(win)
+    }
+    #[inline(always)]
+    fn mixed(self, win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
+        kernel::<true, false, ALL>(win, out)
+    }
+}
+
+/// Proof that the CPU supports AVX2: the private field means only [`Avx2::detect`] makes
+/// one, and it does so only after `is_x86_feature_detected!` said yes.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Avx2(());
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+impl Avx2 {
+    /// The token, where the CPU supports AVX2 (std caches the answer after the first call,
+    /// so this is one load and a test).
+    #[inline]
+    pub(super) fn detect() -> Option<Self> {
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above; that is the only
-            // requirement `#[target_feature]` adds.
-            return unsafe { drive_avx2(sink, p, w) };
+            Some(Avx2(()))
+        } else {
+            None
         }
     }
-    drive_generic::<S, false>(sink, p, w)
+
+    /// [`drive_generic`] compiled for AVX2.
+    #[inline]
+    fn drive<S: Sink>(self, sink: &mut S, p: usize, w: usize) -> Outcome {
+        // SAFETY: `self` exists, so the CPU supports AVX2, the one requirement that
+        // `#[target_feature(enable = "avx2")]` adds to calling `drive_avx2`.
+        unsafe { drive_avx2(self, sink, p, w) }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+impl Kernel for Avx2 {
+    const LOOKUP: bool = true;
+    #[inline(always)]
+    fn classify(self, win: &[u8; WIN]) -> [Mask; 4] {
+        // SAFETY: `self` exists, so the CPU supports AVX2, all that `mixed::classify`
+        // requires.
+        unsafe { super::mixed::classify(win) }
+    }
+    #[inline(always)]
+    fn mixed(self, win: &[u8; H + 5], out: &mut [u8; H]) -> u32 {
+        // SAFETY: `self` exists, so the CPU supports AVX2, all that `mixed::kernel`
+        // requires.
+        unsafe { super::mixed::kernel(win, out) }
+    }
 }
 
 /// [`drive_generic`] compiled for AVX2: the same code, twice the lanes per instruction.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 #[target_feature(enable = "avx2")]
-unsafe fn drive_avx2<S: Sink>(sink: &mut S, p: usize, w: usize) -> Outcome {
-    drive_generic::<S, true>(sink, p, w)
+fn drive_avx2<S: Sink>(avx2: Avx2, sink: &mut S, p: usize, w: usize) -> Outcome {
+    drive_generic(avx2, sink, p, w)
 }
 
 /// The loop: blocks of `N` bytes through the kernel, characters it does not cover through
@@ -181,7 +257,7 @@ unsafe fn drive_avx2<S: Sink>(sink: &mut S, p: usize, w: usize) -> Outcome {
 /// already be output when working in place. A character cut by the end of a block is
 /// left to the next block.
 #[inline(always)]
-fn drive_generic<S: Sink, const AVX2: bool>(sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
+fn drive_generic<S: Sink, K: Kernel>(k: K, sink: &mut S, mut p: usize, mut w: usize) -> Outcome {
     let end = incomplete_tail(sink.input(), p);
     // the kernel's output, then zeros: a copying sink stores `N` bytes from any offset
     let mut out = [0u8; 2 * N];
@@ -224,7 +300,7 @@ fn drive_generic<S: Sink, const AVX2: bool>(sink: &mut S, mut p: usize, mut w: u
                 *s = m(!is_cont(win[i + 3]));
             }
             let starts = movemask(&starts);
-            let specials = kernel_any::<AVX2>(win, (&mut out[..N]).try_into().expect("N bytes"));
+            let specials = kernel_any(k, win, (&mut out[..N]).try_into().expect("N bytes"));
             // Where the next block starts: back over continuation bytes to the start of
             // the character the block cuts (at most 3; more are invalid and cut nothing).
             let mut next = lanes;
@@ -324,13 +400,7 @@ fn incomplete_tail(input: &[u8], from: usize) -> usize {
 /// of a script with case; a 2-byte lead byte other than `C2`, `C3`; one other than `C2`,
 /// `D0`, `D1`.
 #[inline(always)]
-pub(super) fn classify<const AVX2: bool>(win: &[u8; WIN]) -> [Mask; 4] {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if AVX2 {
-        // SAFETY: `AVX2` is true only in `drive_avx2`, which runs only where the CPU
-        // supports AVX2.
-        return unsafe { super::mixed::classify(win) };
-    }
+pub(super) fn classify_portable(win: &[u8; WIN]) -> [Mask; 4] {
     let (mut two, mut three) = ([0u8; N], [0u8; N]);
     let (mut beyond_latin1, mut beyond_cyrillic) = ([0u8; N], [0u8; N]);
     for i in 0..N {
@@ -355,8 +425,8 @@ pub(super) fn classify<const AVX2: bool>(win: &[u8; WIN]) -> [Mask; 4] {
 /// Blocks start where the input holds no continuation byte, so whether a rule can fire
 /// depends only on the lead bytes inside the block.
 #[inline(always)]
-fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
-    let [two, three, beyond_l, beyond_c] = classify::<AVX2>(win);
+fn kernel_any<K: Kernel>(k: K, win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
+    let [two, three, beyond_l, beyond_c] = k.classify(win);
     if two == 0 && (three == 0 || caseless(win)) {
         // nothing but ASCII, continuation bytes and caseless characters
         for (o, &c) in out.iter_mut().zip(&win[2..N + 2]) {
@@ -364,8 +434,7 @@ fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
         }
         return 0;
     }
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if AVX2 && three == 0 {
+    if K::LOOKUP && three == 0 {
         // Only 2-byte characters: one choice for the whole block, so that text mixing
         // scripts word by word does not mispredict a branch per half.
         let (lo, hi) = out.split_at_mut(H);
@@ -388,14 +457,7 @@ fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
                 kernel::<true, false, CYRILLIC>(win_hi, hi),
             )
         } else {
-            // SAFETY: `AVX2` is true only in `drive_avx2`, which runs only where the CPU
-            // supports AVX2.
-            unsafe {
-                (
-                    super::mixed::kernel(win_lo, lo),
-                    super::mixed::kernel(win_hi, hi),
-                )
-            }
+            (k.mixed(win_lo, lo), k.mixed(win_hi, hi))
         };
         return Mask::from(lo) | Mask::from(hi) << H;
     }
@@ -416,14 +478,16 @@ fn kernel_any<const AVX2: bool>(win: &[u8; WIN], out: &mut [u8; N]) -> Mask {
     // character, so its choice also counts the lead bytes among the 3 bytes before it.
     const _: () = assert!(N == 2 * H);
     let (lo, hi) = out.split_at_mut(H);
-    let lo = kernel_for::<AVX2>(
+    let lo = kernel_for(
+        k,
         two & LOW != 0,
         three & LOW != 0,
         script(beyond_l & LOW, beyond_c & LOW, beyond_g & LOW),
         win[..H + 5].try_into().expect("half window"),
         lo.try_into().expect("half block"),
     );
-    let hi = kernel_for::<AVX2>(
+    let hi = kernel_for(
+        k,
         two >> (H - 3) != 0,
         three >> (H - 3) != 0,
         script(
@@ -493,18 +557,16 @@ const GREEK: u8 = 3;
 /// Runs the kernel variant for a half block: with the 2-byte rules of `script` if `two`,
 /// with the longer ones if `three`.
 #[inline(always)]
-fn kernel_for<const AVX2: bool>(
+fn kernel_for<K: Kernel>(
+    k: K,
     two: bool,
     three: bool,
     script: u8,
     win: &[u8; H + 5],
     out: &mut [u8; H],
 ) -> u32 {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if AVX2 && two && !three && script == ALL {
-        // SAFETY: `AVX2` is true only in `drive_avx2`, which runs only where the CPU
-        // supports AVX2.
-        return unsafe { super::mixed::kernel(win, out) };
+    if K::LOOKUP && two && !three && script == ALL {
+        return k.mixed(win, out);
     }
     match (two, three, script) {
         (true, false, LATIN1) => kernel::<true, false, LATIN1>(win, out),

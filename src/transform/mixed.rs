@@ -298,7 +298,7 @@ pub(super) fn classify(win: &[u8; 2 * H + 5]) -> [u64; 4] {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fast::{self, ALL, H, N};
+    use super::super::fast::{self, Avx2, Kernel, ALL, H, N};
 
     /// A de Bruijn sequence over bytes of order 3: every 3-byte string occurs in it once,
     /// cyclically (the standard construction by concatenating Lyndon words).
@@ -332,9 +332,9 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "AVX2 intrinsics")]
     fn lookup_kernel_equals_the_general_rules_on_every_byte_triple() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
+        let Some(avx2) = Avx2::detect() else {
             return;
-        }
+        };
         let seq = de_bruijn_bytes();
         assert_eq!(seq.len(), (1 << 24) + 2);
         let mut seen = 0;
@@ -345,8 +345,7 @@ mod tests {
             win[1..1 + avail].copy_from_slice(&seq[start..start + avail]);
             let (mut want, mut got) = ([0u8; H], [0u8; H]);
             let want_special = fast::kernel::<true, false, ALL>(&win, &mut want);
-            // SAFETY: the CPU supports AVX2, checked above.
-            let got_special = unsafe { super::kernel(&win, &mut got) };
+            let got_special = avx2.mixed(&win, &mut got);
             let lanes = (seq.len() - 2 - start).min(H);
             let live = if lanes == H {
                 u32::MAX
@@ -371,9 +370,9 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "AVX2 intrinsics")]
     fn lookup_classifier_equals_the_portable_one_on_every_byte() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
+        let Some(avx2) = Avx2::detect() else {
             return;
-        }
+        };
         for shift in 0..N {
             let mut win = [0u8; N + 5];
             for (i, b) in win.iter_mut().enumerate() {
@@ -381,9 +380,8 @@ mod tests {
             }
             for b in 0..=3u8 {
                 let win = win.map(|x| x.wrapping_add(b));
-                // SAFETY: the CPU supports AVX2, checked above.
-                let got = unsafe { super::classify(&win) };
-                assert_eq!(got, fast::classify::<false>(&win), "window {win:02X?}");
+                let got = avx2.classify(&win);
+                assert_eq!(got, fast::classify_portable(&win), "window {win:02X?}");
             }
         }
     }

@@ -216,6 +216,7 @@ fn utf8_len(lead: u8) -> usize {
 fn copy_into(input: &[u8], p: usize, out: &mut Vec<u8>) -> usize {
     out.reserve((input.len() - p) * MAX_EXPANSION + fast::SLACK);
     let start = out.len();
+    let spare = out.capacity() - start;
     let mut sink = fast::CopySink {
         input,
         out: out.spare_capacity_mut(),
@@ -223,6 +224,12 @@ fn copy_into(input: &[u8], p: usize, out: &mut Vec<u8>) -> usize {
     let fast::Outcome::Done { written, held } = fast::drive(&mut sink, p, 0) else {
         unreachable!("a copying sink never stops");
     };
+    // Each step of `w` in `drive` follows a bounds-checked store at least as long, so the
+    // output cannot have run past the spare capacity without a panic.
+    debug_assert!(
+        written <= spare,
+        "{written} bytes written into {spare} of spare capacity"
+    );
     // SAFETY: `drive` writes its output contiguously from the start of the spare capacity
     // and reports its length as `written`, so `start + written` bytes are initialised; the
     // sink's bounds-checked slice writes keep `written` within the capacity.
