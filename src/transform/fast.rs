@@ -206,9 +206,14 @@ pub(super) struct Avx2(());
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 impl Avx2 {
     /// The token, where the CPU supports AVX2 (std caches the answer after the first call,
-    /// so this is one load and a test).
+    /// so this is one load and a test). In this crate's tests, `None` inside
+    /// [`portable_only`], so that the portable kernel is tested where AVX2 exists too.
     #[inline]
     pub(super) fn detect() -> Option<Self> {
+        #[cfg(test)]
+        if PORTABLE_ONLY.get() {
+            return None;
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             Some(Avx2(()))
         } else {
@@ -247,6 +252,25 @@ impl Kernel for Avx2 {
 #[target_feature(enable = "avx2")]
 fn drive_avx2<S: Sink>(avx2: Avx2, sink: &mut S, p: usize, w: usize) -> Outcome {
     drive_generic(avx2, sink, p, w)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by [`portable_only`]: [`Avx2::detect`] then says no.
+    static PORTABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the portable kernel on this thread, even where the CPU has AVX2.
+#[cfg(test)]
+pub(super) fn portable_only<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PORTABLE_ONLY.set(self.0);
+        }
+    }
+    let _reset = Reset(PORTABLE_ONLY.replace(true));
+    f()
 }
 
 /// The loop: blocks of `N` bytes through the kernel, characters it does not cover through

@@ -333,6 +333,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "AVX2 intrinsics")]
     fn lookup_kernel_equals_the_general_rules_on_every_byte_triple() {
         let Some(avx2) = Avx2::detect() else {
+            eprintln!("skipped: no AVX2");
             return;
         };
         let seq = de_bruijn_bytes();
@@ -371,6 +372,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "AVX2 intrinsics")]
     fn lookup_classifier_equals_the_portable_one_on_every_byte() {
         let Some(avx2) = Avx2::detect() else {
+            eprintln!("skipped: no AVX2");
             return;
         };
         for shift in 0..N {

@@ -90,11 +90,6 @@ impl Upcaser {
         }
     }
 
-    /// The mode this transform runs in.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// Bytes held back from earlier input, waiting for the rest of a character.
     pub fn held_back(&self) -> &[u8] {
         &self.held[..self.held_len as usize]

@@ -1,5 +1,32 @@
 use super::*;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+/// Runs a property on the kernel that `fast::drive` picks (AVX2 where the CPU has it), then
+/// with the portable kernel forced, the one production runs on every other CPU (aarch64,
+/// say); a failure says which.
+fn on_both_kernels(check: impl Fn() -> Result<(), TestCaseError>) -> Result<(), TestCaseError> {
+    check().map_err(|e| TestCaseError::fail(format!("default kernel: {e}")))?;
+    fast::portable_only(check).map_err(|e| TestCaseError::fail(format!("portable kernel: {e}")))
+}
+
+#[test]
+fn portable_only_hides_avx2_and_restores_it() {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        let has = std::arch::is_x86_feature_detected!("avx2");
+        assert_eq!(fast::Avx2::detect().is_some(), has);
+        assert!(fast::portable_only(fast::Avx2::detect).is_none());
+        assert!(fast::portable_only(|| {
+            fast::portable_only(|| ());
+            fast::Avx2::detect().is_none()
+        }));
+        assert_eq!(fast::Avx2::detect().is_some(), has);
+        if !has {
+            eprintln!("skipped: no AVX2, so only the portable kernel runs here");
+        }
+    }
+}
 
 fn up(s: &str) -> String {
     String::from_utf8(upcase(s.as_bytes(), Mode::Unicode)).unwrap()
@@ -20,26 +47,6 @@ fn non_letters_pass_unchanged() {
     let all: Vec<u8> = (0u8..=0x7f).filter(|b| !b.is_ascii_lowercase()).collect();
     assert_eq!(upcase(&all, Mode::Unicode), all);
     assert_eq!(upcase(b"\r\n\0 1-2", Mode::Unicode), b"\r\n\0 1-2");
-}
-
-#[test]
-#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
-fn every_scalar_value_matches_char_to_uppercase() {
-    let mut out = Vec::new();
-    let mut expected = String::new();
-    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
-        let mut buf = [0u8; 4];
-        let input = format!("a{}z", c.encode_utf8(&mut buf));
-        out.clear();
-        let mut u = Upcaser::new(Mode::Unicode);
-        u.push(input.as_bytes(), &mut out);
-        u.finish(&mut out);
-        expected.clear();
-        expected.push('A');
-        expected.extend(c.to_uppercase());
-        expected.push('Z');
-        assert_eq!(out, expected.as_bytes(), "U+{:04X}", c as u32);
-    }
 }
 
 #[test]
@@ -140,20 +147,27 @@ fn messy_bytes() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #[test]
     fn one_pass_equals_std_reference(input in messy_bytes()) {
-        prop_assert_eq!(upcase(&input, Mode::Unicode), reference_upcase(&input, Mode::Unicode));
+        let whole = reference_upcase(&input, Mode::Unicode);
+        on_both_kernels(|| {
+            prop_assert_eq!(upcase(&input, Mode::Unicode), whole.clone());
+            Ok(())
+        })?;
     }
 
     #[test]
     fn every_split_point_gives_the_same_output(input in messy_bytes()) {
         let whole = reference_upcase(&input, Mode::Unicode);
-        for at in 0..=input.len() {
-            let mut u = Upcaser::new(Mode::Unicode);
-            let mut out = Vec::new();
-            u.push(&input[..at], &mut out);
-            u.push(&input[at..], &mut out);
-            u.finish(&mut out);
-            prop_assert_eq!(&out, &whole, "split at {}", at);
-        }
+        on_both_kernels(|| {
+            for at in 0..=input.len() {
+                let mut u = Upcaser::new(Mode::Unicode);
+                let mut out = Vec::new();
+                u.push(&input[..at], &mut out);
+                u.push(&input[at..], &mut out);
+                u.finish(&mut out);
+                prop_assert_eq!(&out, &whole, "split at {}", at);
+            }
+            Ok(())
+        })?;
     }
 
     #[test]
@@ -162,14 +176,20 @@ proptest! {
         sizes in prop::collection::vec(1usize..7, 1..64),
     ) {
         let whole = reference_upcase(&input, Mode::Unicode);
-        let (out, most_held) = pushed_chunked(&input, &sizes);
-        prop_assert!(most_held <= MAX_HELD_BACK);
-        prop_assert_eq!(out, whole);
+        on_both_kernels(|| {
+            let (out, most_held) = pushed_chunked(&input, &sizes);
+            prop_assert!(most_held <= MAX_HELD_BACK);
+            prop_assert_eq!(&out, &whole);
+            Ok(())
+        })?;
     }
 
     #[test]
     fn output_never_grows_beyond_max_expansion(input in messy_bytes()) {
-        prop_assert!(upcase(&input, Mode::Unicode).len() <= input.len() * MAX_EXPANSION);
+        on_both_kernels(|| {
+            prop_assert!(upcase(&input, Mode::Unicode).len() <= input.len() * MAX_EXPANSION);
+            Ok(())
+        })?;
     }
 }
 
@@ -235,7 +255,49 @@ fn tables_match_char_to_uppercase_on_the_whole_bmp() {
 
 #[test]
 #[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
+fn every_scalar_value_matches_char_to_uppercase() {
+    every_scalar_value_between_ascii();
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
+fn every_scalar_value_matches_char_to_uppercase_on_the_portable_kernel() {
+    fast::portable_only(every_scalar_value_between_ascii);
+}
+
+/// Every scalar value between two ASCII letters.
+fn every_scalar_value_between_ascii() {
+    let mut out = Vec::new();
+    let mut expected = String::new();
+    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+        let mut buf = [0u8; 4];
+        let input = format!("a{}z", c.encode_utf8(&mut buf));
+        out.clear();
+        let mut u = Upcaser::new(Mode::Unicode);
+        u.push(input.as_bytes(), &mut out);
+        u.finish(&mut out);
+        expected.clear();
+        expected.push('A');
+        expected.extend(c.to_uppercase());
+        expected.push('Z');
+        assert_eq!(out, expected.as_bytes(), "U+{:04X}", c as u32);
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
 fn every_scalar_value_alone_matches_char_to_uppercase() {
+    every_scalar_value_alone();
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
+fn every_scalar_value_alone_matches_char_to_uppercase_on_the_portable_kernel() {
+    fast::portable_only(every_scalar_value_alone);
+}
+
+/// Every scalar value as a whole stream of its own.
+fn every_scalar_value_alone() {
     for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
         let mut buf = [0u8; 4];
         let expected: String = c.to_uppercase().collect();
@@ -244,12 +306,22 @@ fn every_scalar_value_alone_matches_char_to_uppercase() {
     }
 }
 
-/// Every scalar value in one long stream, so that each goes through the block kernel, at
-/// every offset within a block over the variants, beside ASCII and beside the non-ASCII
-/// letters the kernel handles itself; in one call, in place, and in odd-sized chunks.
 #[test]
 #[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
 fn every_scalar_value_in_long_streams_matches_char_to_uppercase() {
+    every_scalar_value_in_long_streams();
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "1.1 million scalar values: hours under Miri")]
+fn every_scalar_value_in_long_streams_matches_char_to_uppercase_on_the_portable_kernel() {
+    fast::portable_only(every_scalar_value_in_long_streams);
+}
+
+/// Every scalar value in one long stream, so that each goes through the block kernel, at
+/// every offset within a block over the variants, beside ASCII and beside the non-ASCII
+/// letters the kernel handles itself; in one call, in place, and in odd-sized chunks.
+fn every_scalar_value_in_long_streams() {
     let neighbours: [(&str, &str); 4] = [("a", "z"), ("я", "ß"), ("ἀ", "ω"), ("中", "ÿ")];
     for (shift, (before, after)) in neighbours.iter().enumerate() {
         for pad in 0..3 {
@@ -390,13 +462,20 @@ proptest! {
         sizes in prop::collection::vec(1usize..200, 1..16),
     ) {
         let whole = reference_upcase(&input, Mode::Unicode);
-        prop_assert_eq!(&upcase(&input, Mode::Unicode), &whole);
-        prop_assert_eq!(&pushed_chunked(&input, &sizes).0, &whole);
-        prop_assert_eq!(&in_place_chunked(&input, &sizes), &whole);
+        on_both_kernels(|| {
+            prop_assert_eq!(&upcase(&input, Mode::Unicode), &whole);
+            prop_assert_eq!(&pushed_chunked(&input, &sizes).0, &whole);
+            prop_assert_eq!(&in_place_chunked(&input, &sizes), &whole);
+            Ok(())
+        })?;
     }
 
     #[test]
     fn in_place_equals_the_reference(input in messy_bytes(), sizes in prop::collection::vec(1usize..7, 1..64)) {
-        prop_assert_eq!(in_place_chunked(&input, &sizes), reference_upcase(&input, Mode::Unicode));
+        let whole = reference_upcase(&input, Mode::Unicode);
+        on_both_kernels(|| {
+            prop_assert_eq!(&in_place_chunked(&input, &sizes), &whole);
+            Ok(())
+        })?;
     }
 }
