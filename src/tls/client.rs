@@ -290,7 +290,11 @@ fn describe_certificate(c: &CertificateError) -> String {
             if presented.is_empty() {
                 "no name".to_owned()
             } else {
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|n| tidy_name(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             },
             expected.to_str()
         ),
@@ -318,6 +322,20 @@ fn describe_certificate(c: &CertificateError) -> String {
         }
         other => format!("bad certificate: {other:?}"),
     }
+}
+
+/// webpki presents a certificate's names in their `Debug` form (`DnsName("a.example")`,
+/// `IpAddress(10.0.0.1)`); a person wants the name alone.
+fn tidy_name(presented: &str) -> &str {
+    for (open, close) in [("DnsName(\"", "\")"), ("IpAddress(", ")")] {
+        if let Some(name) = presented
+            .strip_prefix(open)
+            .and_then(|rest| rest.strip_suffix(close))
+        {
+            return name;
+        }
+    }
+    presented
 }
 
 fn rfc3339(t: UnixTime) -> humantime::Rfc3339Timestamp {
@@ -354,7 +372,14 @@ pub fn session_info(conn: &rustls::CommonState) -> SessionInfo {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{host_of, tidy_name};
+
+    #[test]
+    fn presented_names_lose_their_debug_wrapping() {
+        assert_eq!(tidy_name("DnsName(\"a.example\")"), "a.example");
+        assert_eq!(tidy_name("IpAddress(10.1.2.3)"), "10.1.2.3");
+        assert_eq!(tidy_name("DirectoryName"), "DirectoryName");
+    }
 
     #[test]
     fn host_is_taken_from_each_target_form() {

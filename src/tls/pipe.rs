@@ -7,8 +7,8 @@
 //! copies the stream to the output until the server's `close_notify`. Neither waits for the
 //! other, so a server that answers while input is still coming is read at once.
 
-use std::cell::Cell;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -69,7 +69,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut from_server, mut to_server) = tokio::io::split(stream);
-    let last_byte = Cell::new(Instant::now());
+    // When the last reply byte came, as nanoseconds after `base`: shared by the receiver
+    // (which sets it) and the timeout (which reads it), and Send, unlike a Cell.
+    let base = Instant::now();
+    let last_reply = AtomicU64::new(0);
+    let last_byte = || base + Duration::from_nanos(last_reply.load(Ordering::Relaxed));
 
     let send = async {
         let mut buf = vec![0u8; PIPE_BUFFER];
@@ -105,7 +109,11 @@ where
                 }
                 Err(e) => return Err(PipeError::Io(e)),
             };
-            last_byte.set(Instant::now());
+            let since = Instant::now().saturating_duration_since(base);
+            last_reply.store(
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             received += n as u64;
             output
                 .write_all(&buf[..n])
@@ -120,7 +128,7 @@ where
     let mut sent: Option<u64> = None;
     let mut input_ended = Instant::now();
     loop {
-        let deadline = input_ended.max(last_byte.get()) + timeout;
+        let deadline = input_ended.max(last_byte()) + timeout;
         tokio::select! {
             r = &mut send, if sent.is_none() => {
                 sent = Some(r?);
@@ -137,7 +145,7 @@ where
             }
             () = tokio::time::sleep_until(deadline), if sent.is_some() => {
                 // A reply byte may have moved the deadline since this sleep was armed.
-                if Instant::now() >= input_ended.max(last_byte.get()) + timeout {
+                if Instant::now() >= input_ended.max(last_byte()) + timeout {
                     return Err(PipeError::Timeout(timeout));
                 }
             }

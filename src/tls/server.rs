@@ -16,7 +16,9 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -30,10 +32,15 @@ use crate::limits::TLS_SESSION_CACHE;
 /// It is the configuration's [`ResolvesServerCert`]: each handshake takes the pair current
 /// when its client hello arrives, so [`CertStore::reload`] changes what the next handshake
 /// sees and nothing that an established connection has (it keeps its session keys).
+///
+/// It also holds the configuration's session cache, and replacing the pair empties it: a
+/// resumed session presents no certificate, so without that a client could go on resuming
+/// into the old identity after the reload that was meant to retire it.
 pub struct CertStore {
     current: RwLock<Arc<CertifiedKey>>,
     files: Option<(PathBuf, PathBuf)>,
     generation: AtomicU64,
+    sessions: Arc<Sessions>,
 }
 
 impl fmt::Debug for CertStore {
@@ -54,6 +61,7 @@ impl CertStore {
             current: RwLock::new(pair),
             files: Some((cert.to_path_buf(), key.to_path_buf())),
             generation: AtomicU64::new(1),
+            sessions: Arc::default(),
         }))
     }
 
@@ -63,6 +71,7 @@ impl CertStore {
             current: RwLock::new(pair),
             files: None,
             generation: AtomicU64::new(1),
+            sessions: Arc::default(),
         })
     }
 
@@ -86,9 +95,11 @@ impl CertStore {
         Ok(true)
     }
 
-    /// Serves `pair` from the next handshake on.
+    /// Serves `pair` from the next handshake on, and forgets every session made with the
+    /// old one so that none is resumed.
     pub fn replace(&self, pair: Arc<CertifiedKey>) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = pair;
+        self.sessions.clear();
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -104,6 +115,49 @@ impl CertStore {
     /// For logs ("certificate reloaded, generation 3").
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+}
+
+/// The server's session cache: rustls's own, behind a lock so that a reload can swap in an
+/// empty one. The lock is taken once per handshake (to store or find a session), never per
+/// byte.
+#[derive(Debug)]
+struct Sessions(RwLock<Arc<dyn StoresServerSessions>>);
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions(RwLock::new(ServerSessionMemoryCache::new(
+            TLS_SESSION_CACHE,
+        )))
+    }
+}
+
+impl Sessions {
+    fn cache(&self) -> Arc<dyn StoresServerSessions> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn clear(&self) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) =
+            ServerSessionMemoryCache::new(TLS_SESSION_CACHE);
+    }
+}
+
+impl StoresServerSessions for Sessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.cache().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 
@@ -127,8 +181,8 @@ pub fn server_config_for(
         .with_protocol_versions(versions)
         .map_err(TlsError::Config)?
         .with_no_client_auth()
-        .with_cert_resolver(store);
-    config.session_storage = ServerSessionMemoryCache::new(TLS_SESSION_CACHE);
+        .with_cert_resolver(store.clone());
+    config.session_storage = store.sessions.clone();
     Ok(Arc::new(config))
 }
 
