@@ -9,6 +9,7 @@
 //! | [`pem`](mod@pem) | reading a PEM certificate chain and private key (PKCS#8, PKCS#1, SEC1), with errors that name the file |
 //! | [`server`](mod@server) | the reloadable certificate ([`CertStore`]), the [`ServerConfig`](rustls::ServerConfig), the self-signed pair, the handshake with its timeout and the failure `reason` |
 //! | [`client`](mod@client) | the [`ClientConfig`](rustls::ClientConfig) (system roots, `--ca`, `--insecure`), SNI, blocking and async connects, one-line verification errors |
+//! | [`transport`](mod@transport) | [`ServerTransport`]: an established server connection in the shape of the connection core's `Transport` seam |
 //! | [`pipe`](mod@pipe) | pipe mode over TLS: full duplex on one stream, half-close by `close_notify` and FIN |
 //!
 //! # Choices
@@ -31,6 +32,7 @@ pub mod client;
 pub mod pem;
 pub mod pipe;
 pub mod server;
+pub mod transport;
 
 use std::io;
 use std::path::PathBuf;
@@ -49,6 +51,7 @@ pub use server::{
     accept, self_signed, server_config, server_config_for, CertStore, HandshakeError,
     HandshakeFailure, ServerStream,
 };
+pub use transport::ServerTransport;
 
 /// The protocol versions spoken by default, newest first.
 pub static ALL_VERSIONS: &[&SupportedProtocolVersion] =
