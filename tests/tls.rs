@@ -1005,10 +1005,8 @@ async fn the_transport_says_when_input_is_waiting() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = tls::client_config(Some(&ca_file), false).unwrap();
-    let client = tokio::spawn(async move {
-        let s = tls_connect(addr, &config, "localhost").await.unwrap();
-        s
-    });
+    let client =
+        tokio::spawn(async move { tls_connect(addr, &config, "localhost").await.unwrap() });
     let (tcp, _) = listener.accept().await.unwrap();
     let mut t = tls::ServerTransport::new(tls::accept(&acceptor, tcp, PATIENCE).await.unwrap());
     let mut client = client.await.unwrap();

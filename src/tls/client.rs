@@ -88,6 +88,10 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The line the client writes to stderr, once per run, when `--insecure` is on.
+pub const INSECURE_WARNING: &str = "upcase: warning: --insecure: the server's certificate is \
+    not verified; anyone on the path can read and change this connection";
+
 /// `--insecure`: a verifier that accepts **any** certificate for **any** name, expired or
 /// not, signed by anyone.
 ///
