@@ -12,6 +12,7 @@
 //! | [`logging`] | `tracing` set-up for the binaries: text or JSON, to stderr |
 //! | [`units`] | the values typed on a command line: durations, sizes, addresses — one rule each |
 //! | [`net`] | listener binding, descriptor limits |
+//! | [`tls`] | TLS for both sides (rustls, ring): certificates and reload, configurations, handshakes and their failure reasons, the TLS pipe |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
@@ -27,5 +28,6 @@ pub mod limits;
 pub mod logging;
 pub mod net;
 pub mod server;
+pub mod tls;
 pub mod transform;
 pub mod units;

@@ -87,3 +87,14 @@ pub const UDP_MAX_PAYLOAD: usize = 65_507;
 /// Source addresses the UDP rate limiter tracks at once. Each costs about 64 bytes, so the
 /// table stays under a few MiB even when flooded with spoofed sources.
 pub const UDP_RATE_TABLE: usize = 65_536;
+
+/// Default `--tls-handshake-timeout`: a TLS handshake not finished by then is closed and
+/// counted as `timeout`. A handshake takes two round trips and a few milliseconds of CPU;
+/// ten seconds covers a slow mobile link many times over, and bounds how long a client
+/// that connects and says nothing holds a slot (it counts against `--max-connections`).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS sessions the server remembers for resumption (stateful, shared by all connections).
+/// rustls's own default: a few hundred bytes each, so about 100 KiB at most, and enough
+/// for a benchmark's clients to resume when they reconnect.
+pub const TLS_SESSION_CACHE: usize = 256;

@@ -77,7 +77,7 @@ pub fn parse_size_in(s: &str, min: u64, max: u64) -> Result<u64, String> {
 /// A size the way the help and errors write it: `64KiB`, `16MiB`, or bytes.
 pub fn human_size(n: u64) -> String {
     for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
-        if n >= unit && n % unit == 0 {
+        if n >= unit && n.is_multiple_of(unit) {
             return format!("{}{name}", n / unit);
         }
     }
