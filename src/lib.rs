@@ -11,6 +11,7 @@
 //! | [`limits`] | every bound and default, named, with the reason for its value |
 //! | [`logging`] | `tracing` set-up for the binaries: text or JSON, to stderr |
 //! | [`net`] | address and duration parsing, listener binding, descriptor limits |
+//! | [`proxy`] | the PROXY protocol v1/v2: a sans-I/O header decoder, and encoders for clients |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
@@ -25,5 +26,6 @@ pub mod client;
 pub mod limits;
 pub mod logging;
 pub mod net;
+pub mod proxy;
 pub mod server;
 pub mod transform;
