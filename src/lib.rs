@@ -12,6 +12,7 @@
 //! | [`logging`] | `tracing` set-up for the binaries: text or JSON, to stderr |
 //! | [`net`] | address and duration parsing, listener binding, descriptor limits |
 //! | [`proxy`] | the PROXY protocol v1/v2: a sans-I/O header decoder, and encoders for clients |
+//! | [`banner`] | `--banner`: the template, checked at startup, and the line each connection gets |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
@@ -20,6 +21,7 @@
 //! The binaries in `src/bin/` only parse arguments, set up logging, call one function here
 //! and turn its result into an exit status.
 
+pub mod banner;
 pub mod bench;
 pub mod check;
 pub mod client;
