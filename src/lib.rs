@@ -13,6 +13,7 @@
 //! | [`net`] | address and duration parsing, listener binding, descriptor limits |
 //! | [`proxy`] | the PROXY protocol v1/v2: a sans-I/O header decoder, and encoders for clients |
 //! | [`banner`] | `--banner`: the template, checked at startup, and the line each connection gets |
+//! | [`admin`] | `--admin`: `/livez`, `/readyz` and `/metrics` over HTTP/1.1 on its own thread |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
@@ -21,6 +22,7 @@
 //! The binaries in `src/bin/` only parse arguments, set up logging, call one function here
 //! and turn its result into an exit status.
 
+pub mod admin;
 pub mod banner;
 pub mod bench;
 pub mod check;
