@@ -13,10 +13,13 @@
 //! TCP service does not carry decode to a header without addresses ([`Addresses::Own`]): the
 //! connection is then served with the socket's own addresses.
 //!
-//! [`encode`] builds headers, for tests, `upcase bench` and other clients.
+//! [`read_header`] is the decoder wrapped around an `AsyncRead`, with the header timeout, for
+//! a driver that reads that way. [`encode`] builds headers, for tests, `upcase bench` and
+//! other clients.
 
 mod crc32c;
 pub mod encode;
+mod io;
 mod v1;
 mod v2;
 
@@ -34,6 +37,7 @@ use crate::limits::{
 
 pub use crc32c::crc32c;
 pub use encode::{v1_header, v2_header, V1_UNKNOWN};
+pub use io::{read_header, HeaderError};
 
 /// Which PROXY protocol header a listener requires before the stream (`--proxy-protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -593,3 +593,95 @@ proptest! {
         prop_assert_eq!(run(mode, &bytes), whole);
     }
 }
+
+// --- read_header, on real sockets ---
+
+mod on_sockets {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Long enough never to fire when the header is sent.
+    const PATIENT: Duration = Duration::from_secs(10);
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.set_nodelay(true).unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_header_in_two_segments_and_the_data_after_it() {
+        let (mut client, mut server) = pair().await;
+        let (s, d) = (v4([203, 0, 113, 9], 5555), v4([10, 0, 0, 1], 2277));
+        let header = v1_header(s, d);
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let (h, rest) =
+                read_header(&mut server, decoder(ProxyMode::Any), PATIENT, &mut buf).await?;
+            Ok::<_, HeaderError>((h, buf[rest].to_vec()))
+        });
+        let (first, second) = header.as_bytes().split_at(20);
+        client.write_all(first).await.unwrap();
+        client.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client
+            .write_all(&[second, b"first data\n"].concat())
+            .await
+            .unwrap();
+        let (h, rest) = reader.await.unwrap().unwrap();
+        assert_eq!(h, proxied(Version::V1, s, d));
+        assert_eq!(h.client_or(v4([127, 0, 0, 1], 1)), s);
+        assert_eq!(rest, b"first data\n");
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_times_out() {
+        let (_client, mut server) = pair().await;
+        let mut buf = [0u8; 512];
+        let timeout = Duration::from_millis(50);
+        let got = read_header(&mut server, decoder(ProxyMode::V2), timeout, &mut buf).await;
+        assert!(
+            matches!(got, Err(HeaderError::Proxy(ProxyError::TimedOut(t))) if t == timeout),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_mid_header_is_truncated() {
+        let (mut client, mut server) = pair().await;
+        client
+            .write_all(&v2_header(None, &[], false)[..10])
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let mut buf = [0u8; 512];
+        let got = read_header(&mut server, decoder(ProxyMode::V2), PATIENT, &mut buf).await;
+        assert!(
+            matches!(
+                got,
+                Err(HeaderError::Proxy(ProxyError::Truncated { received: 10 }))
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_without_a_header_is_refused_at_once() {
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"hello\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let got = read_header(&mut server, decoder(ProxyMode::V1), PATIENT, &mut buf).await;
+        assert!(
+            matches!(got, Err(HeaderError::Proxy(ProxyError::NoHeader { .. }))),
+            "{got:?}"
+        );
+    }
+}
