@@ -4,8 +4,8 @@
 //! usage error), bound to the instance id and host name ([`Template::bind`]), and rendered per
 //! connection with the listener's and the client's addresses ([`Banner::render`]).
 //!
-//! Placeholders: `{id}` (`--instance-id`, default the host name), `{server}` (the address the
-//! client connected to), `{client}` (the client's address: the PROXY header's source when
+//! Placeholders: `{id}` (`--instance-id`, default the host name), `{server}` (the listener's
+//! own address, even behind a balancer: it says which instance served), `{client}` (the client's address: the PROXY header's source when
 //! there is one), `{hostname}`. `{{` and `}}` stand for literal braces. The line is the
 //! template with these filled in, then LF; a template with a CR or LF of its own is refused,
 //! so a banner is always exactly one line.
@@ -147,8 +147,8 @@ pub struct Banner {
 }
 
 impl Banner {
-    /// The line for one connection, LF included. `server` is the address the client
-    /// connected to and `client` the client's (both from the PROXY header where there is one).
+    /// The line for one connection, LF included. `server` is the listener's own (local)
+    /// address; `client` the client's, from the PROXY header where there is one.
     pub fn render(&self, server: SocketAddr, client: SocketAddr) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
         self.render_into(server, client, &mut out);

@@ -685,3 +685,13 @@ mod on_sockets {
         );
     }
 }
+
+#[test]
+fn modes_parse_as_the_flag_spells_them() {
+    use clap::ValueEnum;
+    for mode in [ProxyMode::Off, ProxyMode::V1, ProxyMode::V2, ProxyMode::Any] {
+        assert_eq!(ProxyMode::from_str(&mode.to_string(), false), Ok(mode));
+    }
+    assert!(ProxyMode::from_str("v3", false).is_err());
+    assert_eq!(ProxyMode::default(), ProxyMode::Off);
+}
