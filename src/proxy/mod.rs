@@ -429,6 +429,15 @@ fn parse(accept: Accept, buf: &[u8], max_v2: usize) -> Result<Option<(Header, us
     };
     match (accept, version) {
         (Accept::V1, Version::V2) | (Accept::V2, Version::V1) => {
+            // Refused either way; but which error is decided on the whole signature, so
+            // that the verdict does not depend on where the reads split it.
+            let signature = match version {
+                Version::V1 => v1::PREFIX.len(),
+                Version::V2 => v2::SIGNATURE.len(),
+            };
+            if buf.len() < signature {
+                return Ok(None);
+            }
             Err(ProxyError::VersionNotAccepted {
                 found: version,
                 accepted: accept.mode(),

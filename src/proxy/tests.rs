@@ -269,6 +269,28 @@ fn the_other_version_is_refused() {
 }
 
 #[test]
+fn the_verdict_on_the_other_version_waits_for_its_whole_signature() {
+    // However the reads split it, the same bytes get the same error.
+    assert_eq!(run(ProxyMode::V2, &[b"PROX"]), Ok(None));
+    assert_eq!(
+        run(ProxyMode::V2, &[b"PROXY "]),
+        Err(ProxyError::VersionNotAccepted {
+            found: Version::V1,
+            accepted: ProxyMode::V2
+        })
+    );
+    assert_eq!(
+        run(ProxyMode::V2, &[b"P", b"\0"]),
+        Err(ProxyError::NoHeader { expected: "v2" })
+    );
+    assert_eq!(run(ProxyMode::V1, &[&v2::SIGNATURE[..11]]), Ok(None));
+    assert_eq!(
+        run(ProxyMode::V1, &[b"\r\n\r\nGET"]),
+        Err(ProxyError::NoHeader { expected: "v1" })
+    );
+}
+
+#[test]
 fn off_has_no_decoder() {
     assert!(settings(ProxyMode::Off).decoder().is_none());
 }

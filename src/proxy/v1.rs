@@ -6,7 +6,7 @@ use super::{Addresses, Header, ProxyError, Version};
 use crate::limits::PROXY_V1_MAX_HEADER;
 
 /// Every v1 header starts with this.
-const PREFIX: &[u8] = b"PROXY ";
+pub(super) const PREFIX: &[u8] = b"PROXY ";
 
 /// Whether `buf` (non-empty) agrees with the v1 prefix as far as it goes.
 pub(super) fn starts_like(buf: &[u8]) -> bool {
