@@ -13,6 +13,9 @@
 //! | [`units`] | the values typed on a command line: durations, sizes, addresses — one rule each |
 //! | [`net`] | listener binding, descriptor limits |
 //! | [`tls`] | TLS for both sides (rustls, ring): certificates and reload, configurations, handshakes and their failure reasons, the TLS pipe |
+//! | [`proxy`] | the PROXY protocol v1/v2: a sans-I/O header decoder, and encoders for clients |
+//! | [`banner`] | `--banner`: the template, checked at startup, and the line each connection gets |
+//! | [`admin`] | `--admin`: `/livez`, `/readyz` and `/metrics` over HTTP/1.1 on its own thread |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
@@ -21,12 +24,15 @@
 //! The binaries in `src/bin/` only parse arguments, set up logging, call one function here
 //! and turn its result into an exit status.
 
+pub mod admin;
+pub mod banner;
 pub mod bench;
 pub mod check;
 pub mod client;
 pub mod limits;
 pub mod logging;
 pub mod net;
+pub mod proxy;
 pub mod server;
 pub mod tls;
 pub mod transform;
