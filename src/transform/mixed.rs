@@ -309,7 +309,7 @@ mod tests {
         let mut seq = Vec::with_capacity(K * K * K + 2);
         fn db(t: usize, p: usize, a: &mut [usize; ORDER + 1], seq: &mut Vec<u8>) {
             if t > ORDER {
-                if ORDER % p == 0 {
+                if ORDER.is_multiple_of(p) {
                     seq.extend(a[1..=p].iter().map(|&x| x as u8));
                 }
             } else {
