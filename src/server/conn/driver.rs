@@ -391,3 +391,215 @@ fn far_future() -> Instant {
     let now = Instant::now();
     now.checked_add(Duration::from_secs(86_400)).unwrap_or(now)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The driver over a scripted transport, with paused time: input the reactor has not
+    //! reported yet, a client that stops reading, the drain deadline.
+    use super::*;
+    use crate::server::conn::Policy;
+    use crate::transform::Mode;
+    use std::sync::Mutex;
+    use std::task::{Context, Waker};
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    #[derive(Default)]
+    struct State {
+        inbox: Vec<u8>,
+        /// Whether the "reactor" has reported the inbox.
+        ready: bool,
+        /// Bytes the peer's window still takes; `None` for unlimited.
+        window: Option<usize>,
+        out: Vec<u8>,
+        shut: bool,
+        reader: Option<Waker>,
+        writer: Option<Waker>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Mock(Arc<Mutex<State>>);
+
+    impl Mock {
+        fn arrive(&self, bytes: &[u8], reported: bool) {
+            let mut s = self.0.lock().unwrap();
+            s.inbox.extend_from_slice(bytes);
+            if reported {
+                s.ready = true;
+                if let Some(w) = s.reader.take() {
+                    w.wake();
+                }
+            }
+        }
+        fn report(&self) {
+            self.arrive(b"", true);
+        }
+        fn window(&self, n: Option<usize>) {
+            let mut s = self.0.lock().unwrap();
+            s.window = n;
+            if let Some(w) = s.writer.take() {
+                w.wake();
+            }
+        }
+        fn out(&self) -> Vec<u8> {
+            self.0.lock().unwrap().out.clone()
+        }
+        fn shut(&self) -> bool {
+            self.0.lock().unwrap().shut
+        }
+    }
+
+    impl Transport for Mock {
+        fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let mut s = self.0.lock().unwrap();
+            if s.ready {
+                return Poll::Ready(Ok(()));
+            }
+            s.reader = Some(cx.waker().clone());
+            Poll::Pending
+        }
+        fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+            let mut s = self.0.lock().unwrap();
+            if !s.ready || s.inbox.is_empty() {
+                s.ready = false;
+                s.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = buf.len().min(s.inbox.len());
+            buf[..n].copy_from_slice(&s.inbox[..n]);
+            s.inbox.drain(..n);
+            if s.inbox.is_empty() {
+                s.ready = false;
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let mut s = self.0.lock().unwrap();
+            let n = s.window.map_or(buf.len(), |w| w.min(buf.len()));
+            if n == 0 {
+                s.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            if let Some(w) = s.window.as_mut() {
+                *w -= n;
+            }
+            s.out.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_shutdown(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.0.lock().unwrap().shut = true;
+            Poll::Ready(Ok(()))
+        }
+        fn input_waiting(&self) -> io::Result<bool> {
+            Ok(!self.0.lock().unwrap().inbox.is_empty())
+        }
+    }
+
+    struct Running {
+        mock: Mock,
+        drain: Arc<Drain>,
+        task: tokio::task::JoinHandle<End>,
+    }
+
+    fn start(shutdown_timeout: Duration) -> Running {
+        let mock = Mock::default();
+        let drain = Arc::new(Drain::new(shutdown_timeout));
+        let policy = Policy {
+            mode: Mode::Unicode,
+            idle_timeout: Some(IDLE),
+            linger_timeout: Duration::from_secs(2),
+            read_limit: 1024,
+        };
+        let (mut io, d) = (mock.clone(), drain.clone());
+        let task = tokio::spawn(async move {
+            let mut conn = Connection::new(&policy, Instant::now());
+            drive(&mut io, &mut conn, &d, &WorkerStats::default()).await
+        });
+        Running { mock, drain, task }
+    }
+
+    /// Lets the driver run until it waits again.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn input_that_arrived_but_was_not_reported_is_served_at_the_idle_deadline() {
+        let r = start(Duration::from_secs(10));
+        r.mock.arrive(b"hi\n", true);
+        settle().await;
+        assert_eq!(r.mock.out(), b"HI\n");
+        // The process was stopped: the line arrived, but the reactor has not looked yet
+        // when the idle timer fires.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        r.mock.arrive(b"hello\n", false);
+        tokio::time::sleep(IDLE).await;
+        settle().await;
+        assert!(!r.mock.shut(), "closed as idle with input waiting");
+        r.mock.report();
+        settle().await;
+        assert_eq!(r.mock.out(), b"HI\nHELLO\n");
+        assert!(!r.task.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_close_flushes_held_back_bytes() {
+        let r = start(Duration::from_secs(10));
+        r.mock.arrive(b"abc\xe2", true);
+        let end = r.task.await.unwrap();
+        assert_eq!(end, End::Idle);
+        assert_eq!(r.mock.out(), b"ABC\xe2");
+        assert!(r.mock.shut());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_deadline_bounds_a_stalled_write_and_the_linger() {
+        let r = start(Duration::from_secs(1));
+        r.mock.window(Some(100));
+        r.mock.arrive(&[b'x'; 1000], true);
+        settle().await;
+        assert_eq!(r.mock.out().len(), 100, "stalled after the window");
+        let t0 = Instant::now();
+        r.drain.begin();
+        let end = r.task.await.unwrap();
+        assert_eq!(end, End::DrainDeadline);
+        assert_eq!(
+            Instant::now() - t0,
+            Duration::from_secs(1),
+            "not a moment past it"
+        );
+        assert!(r.mock.shut());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_deadline_flushes_held_back_bytes_of_a_line_in_progress() {
+        let r = start(Duration::from_millis(500));
+        r.mock.arrive(b"abc\xe2", true);
+        settle().await;
+        let t0 = Instant::now();
+        r.drain.begin();
+        settle().await;
+        assert!(!r.mock.shut(), "mid-line: the drain waits for the LF");
+        let end = r.task.await.unwrap();
+        assert_eq!(end, End::DrainDeadline);
+        assert_eq!(r.mock.out(), b"ABC\xe2");
+        assert!(Instant::now() - t0 <= Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_mid_line_lingers_no_later_than_its_deadline() {
+        let r = start(Duration::from_secs(1));
+        r.mock.arrive(b"half ", true);
+        settle().await;
+        let t0 = Instant::now();
+        r.drain.begin();
+        r.mock.arrive(b"line\nmore", true);
+        let end = r.task.await.unwrap();
+        assert_eq!(end, End::Drained);
+        assert_eq!(r.mock.out(), b"HALF LINE\n");
+        // The lingering close (2 s on its own) ends at the drain deadline.
+        assert_eq!(Instant::now() - t0, Duration::from_secs(1));
+    }
+}
