@@ -16,7 +16,8 @@
 //! | [`proxy`] | the PROXY protocol v1/v2: a sans-I/O header decoder, and encoders for clients |
 //! | [`banner`] | `--banner`: the template, checked at startup, and the line each connection gets |
 //! | [`admin`] | `--admin`: `/livez`, `/readyz` and `/metrics` over HTTP/1.1 on its own thread |
-//! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
+//! | [`server`] | `upcased`: config, listeners with their settings, workers, accept loops, limits, drain, counters |
+//! | [`server::conn`] | one connection: [`Connection`](server::conn::Connection), the sans-I/O state machine that holds the policy (transform, line boundary, idle and drain deadlines, memory bound); the tokio readiness driver that runs it (where an io_uring driver goes beside it); and [`Transport`](server::conn::Transport), the seam beneath that driver (where TLS goes) |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
 //! | [`check`] | `upcase check`: the conformance suite that grades any server, and its reports |

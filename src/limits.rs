@@ -53,6 +53,26 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// few seconds (`lingering_time`/`lingering_timeout`).
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Free buffers each worker thread keeps for reuse, in bytes (input buffers plus the spill
+/// buffers' capacity). A burst of busy connections at a large `--read-buffer` would otherwise
+/// leave its buffers resident after it ends. 1 MiB holds several default-sized pairs (64 KiB
+/// input, up to 192 KiB of spill), which covers the usual case where a thread serves one
+/// connection's chunk at a time and hands the same pair to the next. One pair is always kept,
+/// even if it alone is larger, so a single busy connection at a 16 MiB `--read-buffer` does
+/// not allocate on every read.
+pub const BUFFER_POOL_BYTES: usize = 1024 * 1024;
+
+/// How long after the drain deadline the server waits for its connection tasks to return
+/// before it stops anyway. Every connection closes itself by the deadline (the lingering close
+/// included), so this only covers scheduling; the process exits within
+/// `--shutdown-timeout` plus this.
+pub const DRAIN_MARGIN: Duration = Duration::from_millis(250);
+
+/// How often the server logs a one-line summary of its counters (at info level, and only
+/// when one of them changed since the last line). Once a minute is often enough to see a
+/// trend in a log and rare enough to never flood one.
+pub const STATS_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The listen backlog. Connections that arrive in a burst wait here until accepted; 4096
 /// matches the C reference and the common `somaxconn` default of current kernels.
 pub const LISTEN_BACKLOG: i32 = 4096;
