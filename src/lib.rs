@@ -12,6 +12,8 @@
 //! | [`logging`] | `tracing` set-up for the binaries: text or JSON, to stderr |
 //! | [`units`] | the values typed on a command line: durations, sizes, addresses — one rule each |
 //! | [`net`] | listener binding, descriptor limits |
+//! | [`reuseport`] | `--reuse-port`: TCP and UDP sockets bound with `SO_REUSEPORT` |
+//! | [`systemd`] | socket activation (inherited listeners) and `sd_notify` readiness, stop and watchdog |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
@@ -26,6 +28,8 @@ pub mod client;
 pub mod limits;
 pub mod logging;
 pub mod net;
+pub mod reuseport;
 pub mod server;
+pub mod systemd;
 pub mod transform;
 pub mod units;

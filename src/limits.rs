@@ -87,3 +87,8 @@ pub const UDP_MAX_PAYLOAD: usize = 65_507;
 /// Source addresses the UDP rate limiter tracks at once. Each costs about 64 bytes, so the
 /// table stays under a few MiB even when flooded with spoofed sources.
 pub const UDP_RATE_TABLE: usize = 65_536;
+
+/// How long one `sd_notify` datagram may block when the service manager's socket queue is
+/// full. A manager that reads nothing for a second is wedged; the sender logs and goes on
+/// rather than stall the runtime that runs the watchdog task.
+pub const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_secs(1);
