@@ -246,7 +246,7 @@ impl Inherited {
 }
 
 /// Socket activation in one call: reads and unsets the variables ([`ActivationEnv::take`]),
-/// then adopts every descriptor passed to this process ([`adopt`]). An empty list means the
+/// then adopts every descriptor passed to this process. An empty list means the
 /// process was not socket-activated and should bind its own listeners.
 ///
 /// Call it once, from `main`, before any thread starts and before anything else opens a
@@ -265,10 +265,11 @@ pub fn take_listen_fds() -> Result<Vec<Inherited>, ActivationError> {
 /// (stream) or a datagram socket, sets `FD_CLOEXEC` and non-blocking mode, and takes
 /// ownership of it. On an error the descriptor is closed if it was open.
 ///
-/// The activation protocol hands descriptors `3..3+LISTEN_FDS` to this process and to no
-/// one else in it; [`take_listen_fds`] is the one caller, and removes the variables first so
+/// Private, because taking ownership of a descriptor by number is sound only for the
+/// numbers the activation protocol hands over (`3..3+LISTEN_FDS`, to this process and to no
+/// one else in it); [`take_listen_fds`] is the one caller, and removes the variables first so
 /// that no second claim can be made through them.
-pub fn adopt(fd: RawFd, name: String) -> Result<Inherited, ActivationError> {
+fn adopt(fd: RawFd, name: String) -> Result<Inherited, ActivationError> {
     // SAFETY: F_GETFD only reads the descriptor's flags; on a closed number it fails with EBADF.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(ActivationError::NotOpen {

@@ -290,3 +290,31 @@ fn nginx_accepts_nginx_stream_conf() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// ---- the scale-out script -----------------------------------------------------------------
+
+#[test]
+fn the_scale_out_script_parses_and_explains_itself() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/scale-out.sh");
+    let out = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Pass means"), "{help}");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--balancer")
+        .arg("traefik")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
