@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Cursor;
 use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::{up, TestServer};
@@ -13,12 +14,23 @@ use upcase::server::Config;
 
 const T: Duration = Duration::from_secs(10);
 
+/// A Ctrl-C flag that nobody raises.
+static NO_CTRL_C: AtomicBool = AtomicBool::new(false);
+
 #[test]
 fn interactive_session_prints_each_reply() {
     let srv = TestServer::start(Config::default());
     let mut lines = ["hello", "grüße", ""].map(String::from).into_iter();
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    client::interactive(&srv.addr.to_string(), T, &mut lines, &mut out, &mut notes).unwrap();
+    client::interactive(
+        &srv.addr.to_string(),
+        T,
+        &mut lines,
+        &mut out,
+        &mut notes,
+        &NO_CTRL_C,
+    )
+    .unwrap();
     assert_eq!(out, "HELLO\nGRÜSSE\n\n".as_bytes());
     let notes = String::from_utf8(notes).unwrap();
     assert!(
@@ -47,7 +59,15 @@ fn interactive_session_reconnects_after_the_server_closed_an_idle_connection() {
         }
     });
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    client::interactive(&srv.addr.to_string(), T, &mut lines, &mut out, &mut notes).unwrap();
+    client::interactive(
+        &srv.addr.to_string(),
+        T,
+        &mut lines,
+        &mut out,
+        &mut notes,
+        &NO_CTRL_C,
+    )
+    .unwrap();
     assert_eq!(out, b"BEFORE\nAFTER\n");
     let notes = String::from_utf8(notes).unwrap();
     assert!(notes.contains("closed the connection"), "{notes}");
@@ -69,7 +89,8 @@ fn interactive_session_says_clearly_when_the_server_is_gone() {
         (n <= 2).then(|| format!("line {n}"))
     });
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    let err = client::interactive(&addr, T, &mut lines, &mut out, &mut notes).unwrap_err();
+    let err =
+        client::interactive(&addr, T, &mut lines, &mut out, &mut notes, &NO_CTRL_C).unwrap_err();
     assert_eq!(out, b"LINE 1\n");
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     let msg = err.to_string();
@@ -105,7 +126,7 @@ fn pipe_times_out_after_input_ends_when_the_server_is_silent() {
         Duration::from_millis(300),
     )
     .unwrap_err();
-    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert!(matches!(err, ClientError::Unfinished { .. }), "{err:?}");
 }
 
 #[test]
@@ -114,7 +135,8 @@ fn send_reads_the_whole_reply_line() {
     let mut s = client::connect(&srv.addr.to_string(), T).unwrap();
     let msg = "long ".repeat(100_000) + "end\n";
     let reply = client::send(&mut s, msg.as_bytes(), T).unwrap();
-    assert_eq!(reply, up(msg.as_bytes()));
+    assert_eq!(reply.line, up(msg.as_bytes()));
+    assert_eq!(reply.extra, 0);
 }
 
 #[test]
@@ -123,5 +145,5 @@ fn connect_tries_every_resolved_address() {
     let srv = TestServer::start(Config::default());
     let target = format!("localhost:{}", srv.addr.port());
     let mut s = client::connect(&target, T).unwrap();
-    assert_eq!(client::send(&mut s, b"ok\n", T).unwrap(), b"OK\n");
+    assert_eq!(client::send(&mut s, b"ok\n", T).unwrap().line, b"OK\n");
 }
