@@ -17,9 +17,9 @@ use upcase::logging::{self, LogFormat};
 use upcase::net::parse_duration;
 
 /// The first line of both `-h` and `--help`.
-const ABOUT: &str = "upcase: the client of the capitalisation service — talk to upcased (or any compatible server), load it, grade it";
+const ABOUT: &str = "The capitalisation service's client: talk to upcased, load it, grade it";
 
-const LONG_ABOUT: &str = "upcase: the client of the capitalisation service — talk to upcased (or any compatible server), load it, grade it
+const LONG_ABOUT: &str = "The capitalisation service's client: talk to upcased, load it, grade it
 
 With no subcommand: an interactive session when stdin is a terminal (history in \
 $XDG_STATE_HOME/upcase/history; Ctrl-C cancels a wait for a reply, Ctrl-C or Ctrl-D at the \

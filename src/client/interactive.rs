@@ -197,10 +197,10 @@ where
                 let _ = if dropped > 0 {
                     writeln!(
                         notes,
-                        "cancelled; {dropped} more pasted line(s) not sent (the next line opens a new connection)"
+                        "\ncancelled; {dropped} more pasted line(s) not sent (the next line opens a new connection)"
                     )
                 } else {
-                    writeln!(notes, "cancelled (the next line opens a new connection)")
+                    writeln!(notes, "\ncancelled (the next line opens a new connection)")
                 };
             }
             Err(e) => return Err(e),

@@ -117,15 +117,19 @@ pub enum ClientError {
         /// The lines the reply should have held.
         want_lines: usize,
     },
-    /// Pipe mode: the reply ended with fewer lines than the input had.
-    #[error("{addr} closed the connection early: the input had {sent} line(s), the reply {received}; the rest of the reply is missing")]
+    /// Pipe mode: the server closed with less of the reply than the input asked for.
+    #[error("{addr} closed the connection early: {}", if received_lf < sent_lf {
+        format!("the reply has {received_lf} of the input's {sent_lf} line(s); the rest is missing")
+    } else {
+        "the reply to the input's last line (the bytes after its last LF) is missing".to_string()
+    })]
     ShortReply {
         /// The server's address.
         addr: SocketAddr,
-        /// Line feeds sent (plus one for a final line without one).
-        sent: u64,
-        /// Line feeds received (plus one for a final line without one).
-        received: u64,
+        /// LFs sent.
+        sent_lf: u64,
+        /// LFs received.
+        received_lf: u64,
     },
     /// The server closed the connection before the client had sent all its input.
     #[error(

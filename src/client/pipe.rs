@@ -37,8 +37,9 @@ pub struct PipeStats {
     pub received: u64,
     /// Lines sent: LFs, plus one for a last line without LF.
     pub sent_lines: u64,
-    /// Lines received, counted the same way. More than `sent_lines` means the server sent
-    /// something nobody asked for.
+    /// Lines received, counted the same way. A reply is complete when it has as many LFs
+    /// as the input, and bytes after the last one exactly when the input had; more than
+    /// `sent_lines` means the server sent something nobody asked for.
     pub received_lines: u64,
     /// The server closed the connection while the input was still open (a drain, a
     /// restart), after answering every line sent: nothing was lost, but no more input
@@ -48,7 +49,7 @@ pub struct PipeStats {
 
 /// Counts lines in a byte stream: LFs, and whether the bytes since the last LF make one
 /// more.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Lines {
     lf: u64,
     open: bool,
@@ -207,12 +208,11 @@ where
         }
     }
 
-    // The server has closed. Give the sender a moment to reach its own end of input.
+    // The server has closed. Give the sender a moment to reach its own end of input, or to
+    // find that it holds input that can no longer be sent.
     let settle = Instant::now() + SETTLE;
-    while matches!(
-        lock(&state).sender,
-        Sender::Writing | Sender::Reading { any: true }
-    ) && Instant::now() < settle
+    while !matches!(lock(&state).sender, Sender::Done(_) | Sender::Failed)
+        && Instant::now() < settle
     {
         thread::sleep(Duration::from_millis(5));
     }
@@ -227,30 +227,33 @@ where
         received_lines: got.count(),
         closed_by_server: false,
     };
+    // Fewer LFs, or as many but the input's last line without LF got no reply at all.
+    let cut = got < sent_lines;
     let short = |stats: &PipeStats| {
-        if stats.received_lines >= stats.sent_lines {
+        if !cut {
             None
         } else if stats.received == 0 {
             Some(ClientError::Closed { addr })
         } else {
             Some(ClientError::ShortReply {
                 addr,
-                sent: stats.sent_lines,
-                received: stats.received_lines,
+                sent_lf: sent_lines.lf,
+                received_lf: got.lf,
             })
         }
     };
     match sender_state {
         Sender::Done(_) | Sender::Failed => {
-            stats.sent = join(sender)?;
-            match short(&stats) {
-                Some(e) => Err(e),
-                None => Ok(stats),
+            let r = join(sender);
+            if let Some(e) = short(&stats) {
+                return Err(e);
             }
+            stats.sent = r?;
+            Ok(stats)
         }
         Sender::Writing => {
             stop(&stream);
-            Err(ClientError::InputRefused { addr })
+            Err(short(&stats).unwrap_or(ClientError::InputRefused { addr }))
         }
         Sender::Reading { .. } => {
             // Still waiting for input (perhaps for good: `sleep 30 | upcase`). Whatever was

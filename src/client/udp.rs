@@ -211,7 +211,7 @@ where
                 }
                 Err(ClientError::Cancelled) => {
                     interrupted.store(false, Ordering::Relaxed);
-                    let _ = writeln!(notes, "cancelled");
+                    let _ = writeln!(notes, "\ncancelled");
                     break;
                 }
                 Err(e) => return Err(e),
