@@ -398,10 +398,8 @@ impl Terminal {
         assert_eq!(unsafe { libc::unlockpt(fd) }, 0);
         let mut name = [0 as libc::c_char; 128];
         // SAFETY: the buffer is ours and its length is passed.
-        assert_eq!(
-            unsafe { libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) },
-            0
-        );
+        let named = unsafe { libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) };
+        assert_eq!(named, 0);
         // SAFETY: ptsname_r wrote a NUL-terminated string into `name`.
         let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
             .to_str()

@@ -499,3 +499,32 @@ fn udp_session_says_why_a_longer_upper_case_is_not_sent_and_goes_on() {
         "{err:?}"
     );
 }
+
+#[test]
+fn interactive_session_drops_bytes_nobody_asked_for_before_the_next_line() {
+    // Each reply comes with an extra line; the next line's reply must still be its own.
+    fn chatty(mut c: TcpStream, _: usize) {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = c.read(&mut buf) {
+            let mut reply = buf[..n].to_ascii_uppercase();
+            reply.extend_from_slice(b"JUNK\n");
+            if c.write_all(&reply).is_err() {
+                return;
+            }
+        }
+    }
+    let addr = hostile(chatty);
+    let mut n = 0;
+    let mut lines = std::iter::from_fn(move || {
+        n += 1;
+        // A pause as a person's: the junk has arrived before the next line is sent.
+        std::thread::sleep(Duration::from_millis(100));
+        (n <= 2).then(|| format!("line {n}"))
+    });
+    let (out, _) = within("interactive", move || {
+        let (mut out, mut notes) = (Vec::new(), Vec::new());
+        client::interactive(&addr, T, &mut lines, &mut out, &mut notes, &NO_CTRL_C).unwrap();
+        (out, notes)
+    });
+    assert_eq!(out, b"LINE 1\nLINE 2\n");
+}

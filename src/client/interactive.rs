@@ -223,15 +223,25 @@ fn reconnect<N: Write + ?Sized>(
 }
 
 /// Whether the server has closed its side (or reset) while we were waiting for the user.
+/// Bytes it sent that nobody asked for (after an earlier reply) are read and dropped here,
+/// so that they cannot be taken for the start of the next reply.
 fn is_closed(stream: &TcpStream) -> bool {
+    use std::io::Read;
     if stream.set_nonblocking(true).is_err() {
         return true;
     }
-    let mut b = [0u8; 1];
-    let closed = match stream.peek(&mut b) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    let mut buf = [0u8; 4096];
+    // Bounded, against a server that never stops sending.
+    let mut reads = 0;
+    let closed = loop {
+        reads += 1;
+        match (&*stream).read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) if reads < 256 => continue,
+            Ok(_) => break false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break e.kind() != io::ErrorKind::WouldBlock,
+        }
     };
     closed || stream.set_nonblocking(false).is_err()
 }
