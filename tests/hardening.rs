@@ -559,3 +559,16 @@ fn urgent_data_is_not_part_of_the_stream() {
     );
     assert_eq!(roundtrip(&mut c, b"ok\n", 3), b"OK\n");
 }
+
+#[test]
+fn input_sent_while_the_server_was_stopped_is_served_after_the_idle_timeout() {
+    let srv = Upcased::spawn(&["--idle-timeout", "1s", "--workers", "1"]);
+    let mut c = srv.connect();
+    assert_eq!(roundtrip(&mut c, b"hi\n", 3), b"HI\n");
+    srv.signal("STOP");
+    c.write_all(b"hello\n").unwrap();
+    // Stopped past its idle timeout: on waking, its timer and the input are both due.
+    thread::sleep(Duration::from_millis(2500));
+    srv.signal("CONT");
+    assert_eq!(common::read_n(&mut c, 6), b"HELLO\n", "{}", srv.log());
+}
