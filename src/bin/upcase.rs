@@ -57,6 +57,12 @@ enum Command {
     /// Exit status: 0 if every case passes, 1 if any fails, 2 if the server cannot be
     /// reached or the usage is wrong.
     Check(upcase::check::CheckArgs),
+    /// Grade a client: run it once per case against a scripted server, and report on each.
+    ///
+    /// Put the client's command after `--`; `{host}`, `{port}` and `{addr}` in it are
+    /// replaced with the scripted server's address. Exit status: 0 if every counted case
+    /// passes, 1 if any fails, 2 for usage errors, 130 after Ctrl-C.
+    CheckClient(upcase::check::client::ClientCheckArgs),
     /// Send one message (the words joined by spaces, plus LF) and print the reply.
     Send {
         /// The message.
@@ -91,7 +97,15 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         return Ok(ExitCode::from(2));
     }
     let send = match cli.command {
-        Some(Command::Check(args)) => return check(&args),
+        Some(Command::Check(args)) => {
+            let code = upcase::check::cli::check(&args, std::io::stdout(), &mut std::io::stderr());
+            return Ok(ExitCode::from(code));
+        }
+        Some(Command::CheckClient(args)) => {
+            let code =
+                upcase::check::cli::check_client(&args, std::io::stdout(), &mut std::io::stderr());
+            return Ok(ExitCode::from(code));
+        }
         Some(Command::Bench(mut args)) => {
             args.udp = cli.udp;
             // The progress line goes to stderr, but only when a person watches stdout.
@@ -192,55 +206,4 @@ fn run_udp(target: &str, timeout: Duration, send: Option<Vec<String>>) -> Result
         }
     }
     Ok(())
-}
-
-/// `upcase check`: runs the suite, prints the table or JSON, writes JUnit XML if asked.
-fn check(args: &upcase::check::CheckArgs) -> Result<ExitCode, ClientError> {
-    use upcase::check::{self, export, CheckError};
-    let report = match check::run(&args.options()) {
-        Ok(report) => report,
-        Err(e @ (CheckError::Unreachable(_) | CheckError::UnknownCase { .. })) => {
-            eprintln!("upcase check: error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(e) => {
-            eprintln!("upcase check: error: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, export::junit(&report)) {
-            eprintln!(
-                "upcase check: error: cannot write the JUnit report to {}: {e}",
-                path.display()
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
-    let text = if args.json {
-        match export::json(&report) {
-            Ok(mut json) => {
-                json.push('\n');
-                json
-            }
-            Err(e) => {
-                eprintln!("upcase check: error: cannot write the report as JSON: {e}");
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-    } else {
-        export::table(&report)
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| ClientError::Local {
-            what: "writing the report",
-            source,
-        })?;
-    Ok(if report.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
