@@ -423,11 +423,24 @@ impl Conn {
             let n = got.len().min(v.len());
             n > 0 && v[..n] == got[..n]
         };
+        // Whether a one-to-one mapper (`towupper`) would change a non-ASCII letter here:
+        // only then does an ASCII-only reply show an ASCII-only server.
+        let simple_changes = String::from_utf8_lossy(sent).chars().any(|c| {
+            let mut up = c.to_uppercase();
+            !c.is_ascii() && matches!((up.next(), up.next()), (Some(u), None) if u != c)
+        });
         if self.ctx.mode == Mode::Unicode && prefix(&crate::transform::upcase(sent, Mode::Ascii)) {
-            (
-                " (only ASCII letters were upper-cased)",
-                Some("the server upper-cases ASCII only"),
-            )
+            if simple_changes {
+                (
+                    " (only ASCII letters were upper-cased)",
+                    Some("the server upper-cases ASCII only"),
+                )
+            } else {
+                (
+                    " (letters whose upper case is longer, like ß → SS, were left as they were)",
+                    None,
+                )
+            }
         } else if prefix(sent) && !prefix(expected) {
             (
                 " (sent back unchanged)",
