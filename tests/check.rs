@@ -45,6 +45,7 @@ fn grade(addr: SocketAddr, mode: Mode) -> CheckReport {
         mode,
         timeout: TIMEOUT,
         only: Vec::new(),
+        command: None,
     })
     .unwrap()
 }

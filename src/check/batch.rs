@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{self, ClientCheckArgs};
 use super::process::{self, describe_exit, Proc};
 use super::report::{CaseReport, CheckReport, Excerpt, Kind, Status, EXCERPT_BYTES};
-use super::{CheckArgs, CheckError, Observer};
+use super::{CheckArgs, CheckError, CheckOptions, Observer};
 
 /// The server command of `--each` when `--server-cmd` is not given.
 pub const DEFAULT_SERVER_CMD: &str = "./server {port}";
@@ -217,7 +217,10 @@ pub fn check_started_server(
     stop: &CancellationToken,
 ) -> Result<CheckReport, GradeError> {
     let server = start_server(template, dir, args.start_timeout)?;
-    let opts = args.options(server.addr.to_string());
+    let opts = CheckOptions {
+        command: Some(server.command.clone()),
+        ..args.options(server.addr.to_string())
+    };
     let mut watch = WatchServer::new(&server, observer);
     let result = super::run_observed(&opts, &mut watch, stop);
     let died_after = watch.died_after;

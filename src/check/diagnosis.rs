@@ -240,7 +240,12 @@ impl Diagnosis {
             } else {
                 format!("{} other failing cases fit", self.unexplained)
             };
-            s.push_str(&format!(" ({cases} no known flaw: see its hint)"));
+            let see = if self.unexplained == 1 {
+                "its hint"
+            } else {
+                "their hints"
+            };
+            s.push_str(&format!(" ({cases} no known flaw: see {see})"));
         }
         Some(s)
     }
@@ -256,12 +261,15 @@ impl Diagnosis {
 
 /// Explains the counted failures in `cases` by the known flaws of `table`.
 ///
-/// A flaw is a candidate when every case of its pattern that was run failed (cases left out
-/// with `--only` do not count against it). Candidates are taken greedily, the one that
-/// explains the most failures still unexplained first, ties in table order, until none
-/// explains another.
+/// A flaw is a candidate when every case of its pattern that ran and counted failed (cases
+/// left out with `--only`, or informational under `--ascii`, do not count against it), or
+/// nearly every one: at least two, and at least three quarters. A pattern depends a little
+/// on the program (a read-once server with a 4 KiB buffer gets `pipelined`'s 3 KiB whole),
+/// and a tutor still sees the flaw. Candidates are taken greedily, the one that explains
+/// the most failures still unexplained first, ties in table order, until none explains
+/// another.
 pub fn diagnose(cases: &[CaseReport], table: &'static [KnownFlaw]) -> Diagnosis {
-    let run: BTreeSet<&str> = cases.iter().map(|c| c.name).collect();
+    let counted: BTreeSet<&str> = cases.iter().filter(|c| c.counted).map(|c| c.name).collect();
     let failed: BTreeSet<&str> = cases
         .iter()
         .filter(|c| c.counted && c.status == Status::Fail)
@@ -270,8 +278,9 @@ pub fn diagnose(cases: &[CaseReport], table: &'static [KnownFlaw]) -> Diagnosis 
     let candidates: Vec<&'static KnownFlaw> = table
         .iter()
         .filter(|f| {
-            let mut ran = f.fails.iter().filter(|c| run.contains(*c)).peekable();
-            ran.peek().is_some() && ran.all(|c| failed.contains(c))
+            let ran = f.fails.iter().filter(|c| counted.contains(*c)).count();
+            let hit = f.fails.iter().filter(|c| failed.contains(*c)).count();
+            ran > 0 && (hit == ran || (hit >= 2 && hit * 4 >= ran * 3))
         })
         .collect();
     let mut left = failed.clone();
@@ -299,6 +308,73 @@ pub fn diagnose(cases: &[CaseReport], table: &'static [KnownFlaw]) -> Diagnosis 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every server case, failing those in `failed`; the Unicode ones not counted when
+    /// `ascii`.
+    fn run(failed: &[&str], ascii: bool) -> Vec<CaseReport> {
+        crate::check::CASES
+            .iter()
+            .map(|c| CaseReport {
+                name: c.name,
+                description: c.description,
+                flaw: c.flaw,
+                hint: String::new(),
+                unicode: c.unicode,
+                counted: !(ascii && c.unicode),
+                status: if failed.contains(&c.name) {
+                    Status::Fail
+                } else {
+                    Status::Pass
+                },
+                reason: String::new(),
+                duration_ms: 0.0,
+                detail: None,
+                output: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pattern_that_nearly_fits_still_names_the_flaw() {
+        // A read-once server with a buffer big enough for `pipelined`, under --ascii.
+        let cases = run(
+            &[
+                "sequential",
+                "empty-line",
+                "streams-before-newline",
+                "concurrent-idle",
+                "large-message",
+                "split-character",
+            ],
+            true,
+        );
+        let d = diagnose(&cases, SERVER_FLAWS);
+        assert_eq!(d.flaws.len(), 1);
+        assert_eq!(d.flaws[0].name, "read-once");
+        assert_eq!(d.unexplained, 0);
+        assert_eq!(d.hint_for("large-message"), Some(d.flaws[0].hint));
+    }
+
+    #[test]
+    fn two_flaws_and_an_unexplained_failure() {
+        let cases = run(
+            &[
+                "concurrent-idle",
+                "many-clients",
+                "abrupt-disconnect",
+                "basic",
+            ],
+            false,
+        );
+        let d = diagnose(&cases, SERVER_FLAWS);
+        let names: Vec<_> = d.flaws.iter().map(|f| f.name).collect();
+        assert_eq!(names, ["one-client-at-a-time", "dies-on-reset"]);
+        assert_eq!(d.unexplained, 1);
+        let line = d.line().unwrap();
+        assert!(line.contains("; also, your server dies"), "{line}");
+        assert!(line.ends_with("(1 other failing case fits no known flaw: see its hint)"));
+        assert!(diagnose(&run(&[], false), SERVER_FLAWS).line().is_none());
+    }
 
     #[test]
     fn every_pattern_names_real_cases() {

@@ -129,6 +129,7 @@ impl CheckArgs {
             },
             timeout: self.timeout,
             only: self.only.clone(),
+            command: None,
         }
     }
 }
@@ -159,6 +160,8 @@ pub struct CheckOptions {
     pub timeout: Duration,
     /// Names of the cases to run; empty for all.
     pub only: Vec<String>,
+    /// The command the server was started with (`--server-cmd`), for the report.
+    pub command: Option<String>,
 }
 
 impl CheckOptions {
@@ -169,6 +172,7 @@ impl CheckOptions {
             mode: Mode::Unicode,
             timeout: DEFAULT_CASE_TIMEOUT,
             only: Vec::new(),
+            command: None,
         }
     }
 }
@@ -302,7 +306,7 @@ async fn run_cases(
         diagnosis: None,
         ascii_conforming: false,
         interrupted: false,
-        command: None,
+        command: opts.command.clone(),
         server_exit: None,
         cases: Vec::with_capacity(selected.len()),
     };
