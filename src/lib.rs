@@ -10,6 +10,7 @@
 //! | [`transform`] | the pure streaming upper-caser: bytes in, bytes out, ≤ 3 bytes of state |
 //! | [`limits`] | every bound and default, named, with the reason for its value |
 //! | [`logging`] | `tracing` set-up for the binaries: text or JSON, to stderr |
+//! | [`textgen`] | the one pseudo-random text generator (xorshift64), for bench messages and check lines |
 //! | [`units`] | the values typed on a command line: durations, sizes, addresses — one rule each |
 //! | [`net`] | listener binding, descriptor limits |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
@@ -27,5 +28,6 @@ pub mod limits;
 pub mod logging;
 pub mod net;
 pub mod server;
+pub mod textgen;
 pub mod transform;
 pub mod units;
