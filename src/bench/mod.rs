@@ -30,8 +30,11 @@ use std::io;
 pub use options::{BenchArgs, Text};
 pub use payload::Payload;
 pub use progress::Progress;
-pub use result::{BenchResult, Errors, Latency, LoopMode, Transport};
-pub use run::run;
+pub use result::{
+    BenchResult, Errors, Latency, LoopMode, ScheduleReport, Transport, EXIT_INTERRUPTED,
+    MAX_SCHEDULE_SLIP,
+};
+pub use run::{run, run_until, LATE_SEND, MAX_IN_FLIGHT};
 
 use crate::client::ClientError;
 
