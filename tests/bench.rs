@@ -284,7 +284,7 @@ fn upcase_bench(addr: SocketAddr) -> Command {
 }
 
 /// Every field `docs/bench.md` documents, with its JSON type.
-const FIELDS: [(&str, &str); 23] = [
+const FIELDS: [(&str, &str); 24] = [
     ("target", "string"),
     ("peer", "string"),
     ("transport", "string"),
@@ -306,6 +306,7 @@ const FIELDS: [(&str, &str); 23] = [
     ("replies_outstanding", "integer"),
     ("first_wrong_reply", "object|null"),
     ("first_connect_error", "string|null"),
+    ("banners", "object|null"),
     ("interrupted", "bool"),
     ("errors", "object"),
 ];
@@ -432,6 +433,7 @@ fn exits_2_on_usage_errors() {
         &["--duration", "0"],
         &["--udp", "--size", "70000"],
         &["--text", "klingon"],
+        &["--udp", "--banner"],
         &["--rate", "1e-19"],
         &["--rate", "1e13"],
         &["--rate", "NaN"],
@@ -883,4 +885,81 @@ fn ctrl_c_prints_the_figures_so_far_and_exits_130() {
     assert_eq!(out.status.code(), Some(130), "{stdout}");
     assert!(stdout.contains("msgs/s"), "{stdout}");
     assert!(stdout.contains("interrupted"), "{stdout}");
+}
+
+/// Sends a banner line first, `instance-a` or `instance-b\r` by turns, in the same segment
+/// as nothing else; then upper-cases like the dribbling server.
+fn banner_fixture() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().flatten().enumerate() {
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let banner: &[u8] = if i % 2 == 0 {
+                    b"instance-a\n"
+                } else {
+                    b"instance-b \xe2\x9c\x93\r\n"
+                };
+                if s.write_all(banner).is_ok() {
+                    dribbling_upcaser(s);
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn banners_are_read_before_the_window_and_counted() {
+    let addr = banner_fixture();
+    let args = BenchArgs {
+        banner: true,
+        ..owed_args(6)
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert!(r.messages > 0, "{r:?}");
+    let banners = r.banners.clone().expect("banners counted");
+    assert_eq!(banners.len(), 2, "{banners:?}");
+    assert_eq!(banners["instance-a"], 3, "{banners:?}");
+    assert_eq!(banners["instance-b ✓"], 3, "{banners:?}");
+    let mut table = Vec::new();
+    bench::export::write_table(&r, &mut table).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(
+        table.contains("banners      2 distinct over 6 connections"),
+        "{table}"
+    );
+    assert!(table.contains("3  \"instance-a\""), "{table}");
+
+    let out = upcase_bench(addr)
+        .args(["--connections", "4", "--banner", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["banners"]["instance-a"], 2, "{v}");
+    assert_eq!(v["banners"]["instance-b ✓"], 2, "{v}");
+
+    // Without --banner the banner bytes are a reply to no message: wrong.
+    let r = bench::run(&addr.to_string(), TIMEOUT, &owed_args(2), None).unwrap();
+    assert!(r.errors.wrong_replies > 0, "{r:?}");
+    assert_eq!(r.banners, None);
+}
+
+#[test]
+fn banner_from_a_server_that_sends_none_is_a_connect_error() {
+    let server = InProcessServer::start();
+    let out = upcase_bench(server.addr)
+        .args(["--timeout", "300ms", "--banner"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no banner"), "{stderr}");
 }

@@ -4,6 +4,10 @@
 use std::io::{self, Write};
 
 use super::result::{BenchResult, LoopMode, Transport, MAX_SCHEDULE_SLIP};
+use crate::check::report::escape;
+
+/// Banners the table lists, most connections first; `--json` has them all.
+pub const BANNER_LINES: usize = 10;
 
 /// Writes the result as one pretty-printed JSON object and a newline. The field names are
 /// those of [`BenchResult`], documented in `docs/bench.md#json-output`.
@@ -82,6 +86,26 @@ pub fn write_table(r: &BenchResult, out: &mut impl Write) -> io::Result<()> {
          {} refused, {} silent",
         e.wrong_replies, e.resets, e.timeouts, e.connect_failures, e.refused, e.silent
     )?;
+    if let Some(banners) = &r.banners {
+        let mut by_count: Vec<_> = banners.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        writeln!(
+            out,
+            "  banners      {} distinct over {} connections",
+            banners.len(),
+            banners.values().sum::<u64>()
+        )?;
+        for (banner, count) in by_count.iter().take(BANNER_LINES) {
+            writeln!(out, "    {count:>8}  \"{}\"", escape(banner.as_bytes()))?;
+        }
+        if by_count.len() > BANNER_LINES {
+            writeln!(
+                out,
+                "    … and {} more (all in --json)",
+                by_count.len() - BANNER_LINES
+            )?;
+        }
+    }
     if let Some(d) = &r.first_wrong_reply {
         writeln!(out, "  first wrong reply")?;
         writeln!(out, "    sent       {}", d.sent)?;

@@ -48,6 +48,14 @@ pub enum BenchError {
     /// The address could not be resolved, or the first connection failed.
     #[error(transparent)]
     Connect(#[from] ClientError),
+    /// `--banner`: the first connection got no banner line.
+    #[error("no banner from {addr}: {reason} (is the server run with --banner?)")]
+    NoBanner {
+        /// The address as the user gave it.
+        addr: String,
+        /// What arrived instead.
+        reason: String,
+    },
     /// `--udp`: the probe datagram got no reply.
     #[error("could not reach {addr} over UDP: {reason}")]
     UdpUnreachable {

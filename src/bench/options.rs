@@ -58,6 +58,10 @@ pub const MIN_RATE: f64 = 1e-3;
 /// a `u64`.
 pub const MAX_RATE: f64 = 1e12;
 
+/// The longest banner line `--banner` reads, LF included. A banner is one short line (an
+/// instance name and addresses); a server that sends more without LF is not sending one.
+pub const MAX_BANNER: usize = 4096;
+
 /// Which text the messages carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,6 +117,11 @@ pub struct BenchArgs {
     #[arg(skip)]
     pub udp: bool,
 
+    /// Read the banner line the server sends on each connection (`upcased --banner`)
+    /// before the window, and report how many connections each distinct banner got.
+    #[arg(long)]
+    pub banner: bool,
+
     /// Print the result as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -129,6 +138,7 @@ impl Default for BenchArgs {
             rate: None,
             text: Text::Ascii,
             udp: false,
+            banner: false,
             json: false,
         }
     }
@@ -141,6 +151,13 @@ impl BenchArgs {
         let usage = |s: String| Err(BenchError::Usage(s));
         if self.duration.is_zero() {
             return usage("--duration must be more than zero".into());
+        }
+        if self.udp && self.banner {
+            return usage(
+                "--banner reads a line at the start of a TCP connection; it does not go \
+                 with --udp"
+                    .into(),
+            );
         }
         if self.udp && self.size > MAX_UDP_SIZE {
             return usage(format!(

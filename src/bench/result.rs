@@ -67,6 +67,9 @@ pub struct BenchResult {
     pub first_wrong_reply: Option<Detail>,
     /// Why the first connection that failed to open failed; `null` when all opened.
     pub first_connect_error: Option<String>,
+    /// `--banner`: each distinct banner line (without its line end, invalid UTF-8 replaced)
+    /// and how many connections got it; `null` without `--banner`.
+    pub banners: Option<std::collections::BTreeMap<String, u64>>,
     /// Whether the run was stopped by Ctrl-C: the figures are those so far.
     pub interrupted: bool,
     /// Everything that went wrong, over the whole run (warm-up included).

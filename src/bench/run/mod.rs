@@ -368,9 +368,9 @@ pub fn run_until<F: Future<Output = ()>>(
     result
 }
 
-/// The open sockets of a run.
+/// The open sockets of a run (TCP: each with its banner under `--banner`).
 enum Connections {
-    Tcp(Vec<TcpStream>),
+    Tcp(Vec<(TcpStream, Option<String>)>),
     Udp(Vec<UdpSocket>),
 }
 
@@ -401,7 +401,7 @@ async fn run_on_thread(
         let (peer, sockets, failures) = open_udp(target, n, timeout, &shared, progress).await?;
         (peer, Connections::Udp(sockets), failures)
     } else {
-        let (peer, streams, failures) = open_tcp(target, n, timeout, progress).await?;
+        let (peer, streams, failures) = open_tcp(target, n, timeout, args.banner, progress).await?;
         (peer, Connections::Tcp(streams), failures)
     };
     let (connect_failures, first_connect_error) = failures;
@@ -422,9 +422,15 @@ async fn run_on_thread(
         })
     };
     let mut tasks: Vec<Task> = Vec::with_capacity(open);
+    let mut banners = args
+        .banner
+        .then(std::collections::BTreeMap::<String, u64>::new);
     match conns {
         Connections::Tcp(streams) => {
-            for (i, stream) in streams.into_iter().enumerate() {
+            for (i, (stream, banner)) in streams.into_iter().enumerate() {
+                if let (Some(counts), Some(banner)) = (&mut banners, banner) {
+                    *counts.entry(banner).or_default() += 1;
+                }
                 let watch = Rc::new(Watch::default());
                 let plan = plan(i);
                 let driver = executor::TcpDriver::new(
@@ -638,6 +644,7 @@ async fn run_on_thread(
         replies_outstanding,
         first_wrong_reply,
         first_connect_error,
+        banners,
         interrupted,
         errors: Errors {
             wrong_replies: shared.wrong_replies.get(),
@@ -725,21 +732,34 @@ async fn open_tcp(
     target: &str,
     n: usize,
     timeout: Duration,
+    banner: bool,
     progress: Option<&Progress>,
-) -> Result<(SocketAddr, Vec<TcpStream>, Failures), BenchError> {
-    let first = first_tcp(target, timeout).await?;
+) -> Result<(SocketAddr, Vec<(TcpStream, Option<String>)>, Failures), BenchError> {
+    let mut first = first_tcp(target, timeout).await?;
     let peer = first.peer_addr().map_err(|source| ClientError::Connect {
         addr: target.to_string(),
         source,
     })?;
+    let first_banner = match banner {
+        true => Some(
+            read_banner(&mut first, timeout)
+                .await
+                .map_err(|e| BenchError::NoBanner {
+                    addr: target.to_string(),
+                    reason: e.to_string(),
+                })?,
+        ),
+        false => None,
+    };
     let mut streams = Vec::with_capacity(n);
-    streams.push(first);
+    streams.push((first, first_banner));
     let mut failures = 0u64;
     let mut first_error: Option<String> = None;
     let mut pending = JoinSet::new();
     // No log line per failure: they are counted, and the first reason is in the result.
-    let mut collect = |r: Option<Result<io::Result<TcpStream>, tokio::task::JoinError>>,
-                       streams: &mut Vec<TcpStream>| {
+    type Opened = io::Result<(TcpStream, Option<String>)>;
+    let mut collect = |r: Option<Result<Opened, tokio::task::JoinError>>,
+                       streams: &mut Vec<(TcpStream, Option<String>)>| {
         match r {
             Some(Ok(Ok(s))) => streams.push(s),
             Some(Ok(Err(e))) => {
@@ -763,12 +783,68 @@ async fn open_tcp(
             let r = pending.join_next().await;
             collect(r, &mut streams);
         }
-        pending.spawn_local(connect_one(peer, timeout));
+        pending.spawn_local(async move {
+            let mut stream = connect_one(peer, timeout).await?;
+            let banner = match banner {
+                true => Some(read_banner(&mut stream, timeout).await?),
+                false => None,
+            };
+            Ok((stream, banner))
+        });
     }
     while let Some(r) = pending.join_next().await {
         collect(Some(r), &mut streams);
     }
     Ok((peer, streams, (failures, first_error)))
+}
+
+/// Reads the banner line the server sends first (`--banner`), at most
+/// [`MAX_BANNER`](super::options::MAX_BANNER) bytes, within `timeout`, and not a byte beyond
+/// its LF (what follows belongs to the replies). Returns it without its line end.
+async fn read_banner(stream: &mut TcpStream, timeout: Duration) -> io::Result<String> {
+    use super::options::MAX_BANNER;
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut line = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = stream.peek(&mut buf).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection before a banner line",
+                ));
+            }
+            let (take, done) = match buf[..n].iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (n, false),
+            };
+            if line.len() + take > MAX_BANNER {
+                return Err(io::Error::other(format!(
+                    "more than {MAX_BANNER} bytes without LF: not a banner line"
+                )));
+            }
+            let start = line.len();
+            line.resize(start + take, 0);
+            stream.read_exact(&mut line[start..]).await?;
+            if done {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(String::from_utf8_lossy(&line).into_owned());
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no banner line within {}",
+                humantime::format_duration(timeout)
+            ),
+        )
+    })?
 }
 
 /// The first connection: every address `target` resolves to, in order, each attempt
