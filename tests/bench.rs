@@ -284,7 +284,7 @@ fn upcase_bench(addr: SocketAddr) -> Command {
 }
 
 /// Every field `docs/bench.md` documents, with its JSON type.
-const FIELDS: [(&str, &str); 24] = [
+const FIELDS: [(&str, &str); 25] = [
     ("target", "string"),
     ("peer", "string"),
     ("transport", "string"),
@@ -306,6 +306,7 @@ const FIELDS: [(&str, &str); 24] = [
     ("replies_outstanding", "integer"),
     ("first_wrong_reply", "object|null"),
     ("first_connect_error", "string|null"),
+    ("reconnects", "integer"),
     ("banners", "object|null"),
     ("interrupted", "bool"),
     ("errors", "object"),
@@ -434,6 +435,7 @@ fn exits_2_on_usage_errors() {
         &["--udp", "--size", "70000"],
         &["--text", "klingon"],
         &["--udp", "--banner"],
+        &["--udp", "--reconnect"],
         &["--rate", "1e-19"],
         &["--rate", "1e13"],
         &["--rate", "NaN"],
@@ -962,4 +964,76 @@ fn banner_from_a_server_that_sends_none_is_a_connect_error() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("no banner"), "{stderr}");
+}
+
+/// Answers `replies` lines, then closes: cleanly (FIN) right after the last reply, or, with
+/// `owe_one`, after reading one more line that it does not answer.
+fn closing_after(stream: TcpStream, replies: usize, owe_one: bool) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = Vec::new();
+    for _ in 0..replies {
+        line.clear();
+        if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            return;
+        }
+        if writer
+            .write_all(&transform::upcase(&line, Mode::Unicode))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if owe_one {
+        line.clear();
+        let _ = reader.read_until(b'\n', &mut line);
+    }
+    let _ = writer.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn reconnect_reopens_a_connection_closed_cleanly_between_messages() {
+    // Open loop, 40 messages a second on one connection: the server closes after every
+    // third reply, 25 ms before the next message is due, so nothing is owed at its FIN.
+    let addr = tcp_fixture(|s| closing_after(s, 3, false));
+    let args = BenchArgs {
+        rate: Some(40.0),
+        duration: Duration::from_millis(500),
+        warmup: Duration::ZERO,
+        reconnect: true,
+        ..short(1)
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert!(r.reconnects >= 1, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert!(r.messages > 3, "served across connections: {r:?}");
+    let mut table = Vec::new();
+    bench::export::write_table(&r, &mut table).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(
+        table.contains(&format!("{} reconnects", r.reconnects)),
+        "{table}"
+    );
+
+    // Without the flag the same close is an error, as before.
+    let args = BenchArgs {
+        reconnect: false,
+        ..args
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert_eq!((r.reconnects, r.errors.resets), (0, 1), "{r:?}");
+}
+
+#[test]
+fn reconnect_does_not_forgive_a_close_with_a_reply_owed() {
+    let addr = tcp_fixture(|s| closing_after(s, 2, true));
+    let args = BenchArgs {
+        reconnect: true,
+        ..owed_args(1)
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert_eq!(r.reconnects, 0, "{r:?}");
+    assert_eq!(r.errors.resets, 1, "{r:?}");
+    assert_eq!(r.exit_code(), 1);
 }

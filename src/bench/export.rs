@@ -79,6 +79,14 @@ pub fn write_table(r: &BenchResult, out: &mut impl Write) -> io::Result<()> {
         "  outstanding  {} replies owed when the window closed",
         r.replies_outstanding
     )?;
+    if r.reconnects > 0 {
+        writeln!(
+            out,
+            "  reconnects   {} reconnects: connections the server closed cleanly between \
+             messages, opened again",
+            r.reconnects
+        )?;
+    }
     let e = &r.errors;
     writeln!(
         out,

@@ -122,6 +122,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub banner: bool,
 
+    /// Reopen a connection that the server closes cleanly at a message boundary with every
+    /// reply complete (a rolling restart, a balancer), counting it in `reconnects` rather
+    /// than as an error. A close with a reply owed stays an error.
+    #[arg(long)]
+    pub reconnect: bool,
+
     /// Print the result as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -139,6 +145,7 @@ impl Default for BenchArgs {
             text: Text::Ascii,
             udp: false,
             banner: false,
+            reconnect: false,
             json: false,
         }
     }
@@ -158,6 +165,9 @@ impl BenchArgs {
                  with --udp"
                     .into(),
             );
+        }
+        if self.udp && self.reconnect {
+            return usage("--reconnect reopens TCP connections; it does not go with --udp".into());
         }
         if self.udp && self.size > MAX_UDP_SIZE {
             return usage(format!(

@@ -67,6 +67,9 @@ pub struct BenchResult {
     pub first_wrong_reply: Option<Detail>,
     /// Why the first connection that failed to open failed; `null` when all opened.
     pub first_connect_error: Option<String>,
+    /// `--reconnect`: connections the server closed cleanly at a message boundary, with
+    /// every reply complete, that were opened again (not errors). 0 without the flag.
+    pub reconnects: u64,
     /// `--banner`: each distinct banner line (without its line end, invalid UTF-8 replaced)
     /// and how many connections got it; `null` without `--banner`.
     pub banners: Option<std::collections::BTreeMap<String, u64>>,

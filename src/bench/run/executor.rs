@@ -83,7 +83,27 @@ impl TcpDriver {
     /// Runs until the connection fails. A connection the server closed or reset before
     /// sending a byte was refused; one it closed later was reset.
     pub async fn run(mut self) {
-        let error = poll_fn(|cx| self.poll(cx)).await;
+        let error = loop {
+            let error = poll_fn(|cx| self.poll(cx)).await;
+            // `--reconnect`: a clean close (FIN) at a message boundary with no reply owed
+            // is a server going away in good order; reopen and go on.
+            let clean = error.kind() == io::ErrorKind::UnexpectedEof && self.state.at_boundary();
+            if !(clean && self.shared.reconnect.is_some()) {
+                break error;
+            }
+            if !self.shared.sending.get() {
+                // The window is over and nothing is owed: nothing to reopen for.
+                return;
+            }
+            match self.shared.reopen().await {
+                Ok(stream) => {
+                    debug!("reopened a connection the server closed cleanly");
+                    self.stream = stream;
+                    bump(&self.shared.reconnects);
+                }
+                Err(e) => break e,
+            }
+        };
         debug!(%error, "connection ended");
         self.watch.oldest.set(None);
         let owed = self.watch.in_flight.get();
@@ -96,15 +116,15 @@ impl TcpDriver {
         }
     }
 
-    /// Writes what is due and reads what has arrived until neither can make progress.
+    /// Reads what has arrived and writes what is due until neither can make progress.
     /// Ready only with the error that ended the connection.
+    ///
+    /// Reading comes first, so that a server's FIN sent with its last reply is seen before
+    /// another message goes out (for `--reconnect`, that close is clean).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
             if let Some(schedule) = &mut self.schedule {
                 schedule.poll_due(cx);
-            }
-            if let Err(e) = self.write_due(cx) {
-                return Poll::Ready(e);
             }
             let shared = &*self.shared;
             let mut buf = shared.read_buf.borrow_mut();
@@ -124,6 +144,10 @@ impl TcpDriver {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(e),
                 Poll::Pending => {
+                    drop(buf);
+                    if let Err(e) = self.write_due(cx) {
+                        return Poll::Ready(e);
+                    }
                     self.watch.oldest.set(self.state.starts.front().copied());
                     return Poll::Pending;
                 }
@@ -197,6 +221,11 @@ impl TcpDriver {
 }
 
 impl State {
+    /// No message half written, no reply half read, no reply owed.
+    fn at_boundary(&self) -> bool {
+        self.sent == 0 && self.recvd == 0 && self.starts.is_empty()
+    }
+
     /// Checks `data` against the expected reply, wherever in the reply it falls, and
     /// counts every reply it completes.
     #[inline]

@@ -122,6 +122,13 @@ pub(super) struct Shared {
     pub refused: Cell<u64>,
     /// See [`Errors`].
     pub timeouts: Cell<u64>,
+    /// `--reconnect`: where to reopen a connection the server closed cleanly, and whether
+    /// to read a banner on the new one.
+    pub reconnect: Option<(SocketAddr, bool)>,
+    /// Connections reopened under `--reconnect`.
+    pub reconnects: Cell<u64>,
+    /// `--banner`: connections per banner, reopened ones included.
+    pub banners: RefCell<Option<std::collections::BTreeMap<String, u64>>>,
     /// Scratch space for reads, borrowed only inside one poll.
     pub read_buf: RefCell<Box<[u8]>>,
 }
@@ -149,6 +156,9 @@ impl Shared {
             resets: Cell::new(0),
             refused: Cell::new(0),
             timeouts: Cell::new(0),
+            reconnect: None,
+            reconnects: Cell::new(0),
+            banners: RefCell::new(None),
             read_buf: RefCell::new(vec![0u8; READ_BUFFER].into_boxed_slice()),
         }
     }
@@ -184,6 +194,27 @@ impl Shared {
             };
             *first = Some(Detail::new(sent, expected, got));
         }
+    }
+
+    /// Counts a connection under its banner (`--banner`).
+    pub fn count_banner(&self, banner: Option<String>) {
+        if let (Some(counts), Some(banner)) = (&mut *self.banners.borrow_mut(), banner) {
+            *counts.entry(banner).or_default() += 1;
+        }
+    }
+
+    /// Opens another connection to the run's peer, for `--reconnect`, reading its banner
+    /// when the run reads banners.
+    pub async fn reopen(&self) -> io::Result<TcpStream> {
+        let Some((peer, banner)) = self.reconnect else {
+            return Err(io::Error::other("reconnecting is off"));
+        };
+        let mut stream = connect_one(peer, self.timeout).await?;
+        if banner {
+            let b = read_banner(&mut stream, self.timeout).await?;
+            self.count_banner(Some(b));
+        }
+        Ok(stream)
     }
 
     /// Whether a wrong reply is still wanted for [`Shared::first_wrong`] and nobody is
@@ -392,7 +423,8 @@ async fn run_on_thread(
 ) -> Result<BenchResult, BenchError> {
     let mut stop = std::pin::pin!(stop);
     let payload = Payload::new(args.size as usize, args.text);
-    let shared = Rc::new(Shared::new(payload, timeout));
+    let mut shared = Shared::new(payload, timeout);
+    *shared.banners.get_mut() = args.banner.then(std::collections::BTreeMap::new);
     let n = args.connections as usize;
     if let Some(p) = progress {
         p.connecting(0, n as u64);
@@ -405,6 +437,10 @@ async fn run_on_thread(
         (peer, Connections::Tcp(streams), failures)
     };
     let (connect_failures, first_connect_error) = failures;
+    if args.reconnect {
+        shared.reconnect = Some((peer, args.banner));
+    }
+    let shared = Rc::new(shared);
     let open = match &conns {
         Connections::Tcp(s) => s.len(),
         Connections::Udp(s) => s.len(),
@@ -422,15 +458,10 @@ async fn run_on_thread(
         })
     };
     let mut tasks: Vec<Task> = Vec::with_capacity(open);
-    let mut banners = args
-        .banner
-        .then(std::collections::BTreeMap::<String, u64>::new);
     match conns {
         Connections::Tcp(streams) => {
             for (i, (stream, banner)) in streams.into_iter().enumerate() {
-                if let (Some(counts), Some(banner)) = (&mut banners, banner) {
-                    *counts.entry(banner).or_default() += 1;
-                }
+                shared.count_banner(banner);
                 let watch = Rc::new(Watch::default());
                 let plan = plan(i);
                 let driver = executor::TcpDriver::new(
@@ -601,6 +632,7 @@ async fn run_on_thread(
     let messages = shared.messages.get();
     let bytes = messages * u64::from(args.size);
     let first_wrong_reply = shared.first_wrong.borrow().clone();
+    let banners = shared.banners.borrow().clone();
     let hist = shared.histogram.borrow();
     let latency = (!hist.is_empty()).then(|| {
         let us = |ns: f64| round(ns / 1000.0, 1);
@@ -644,6 +676,7 @@ async fn run_on_thread(
         replies_outstanding,
         first_wrong_reply,
         first_connect_error,
+        reconnects: shared.reconnects.get(),
         banners,
         interrupted,
         errors: Errors {
