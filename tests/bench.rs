@@ -881,7 +881,8 @@ fn ctrl_c_prints_the_figures_so_far_and_exits_130() {
         .expect("the run started");
     let pid = child.id() as libc::pid_t;
     // SAFETY: kill with a valid signal number on our own child; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let sent = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(sent, 0);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(130), "{stdout}");
