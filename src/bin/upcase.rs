@@ -146,8 +146,9 @@ enum Command {
     },
     /// Load the server and measure it: throughput, latency percentiles, every reply checked.
     ///
-    /// Exit status: 0 when every reply was right, 1 when any was wrong or a connection
-    /// failed, 2 for usage errors and an unreachable server.
+    /// Exit status: 0 when every reply was right and on time, 1 when any was wrong, late or
+    /// missing, a connection failed, or the open loop's schedule slipped; 2 for usage
+    /// errors and an unreachable server; 130 after Ctrl-C (the figures so far are printed).
     Bench {
         #[command(flatten)]
         talk: BenchTalk,
@@ -274,7 +275,20 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             let progress = std::io::stdout()
                 .is_terminal()
                 .then(bench::Progress::stderr);
-            let result = match bench::run(&talk.connect, talk.timeout, &args, progress.as_ref()) {
+            // Ctrl-C ends the run early: the figures so far are printed, and the status is 130.
+            let ctrl_c = || async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let run = bench::run_until(
+                &talk.connect,
+                talk.timeout,
+                &args,
+                progress.as_ref(),
+                ctrl_c,
+            );
+            let result = match run {
                 Ok(result) => result,
                 Err(e) => {
                     eprintln!("upcase: error: {e}");
