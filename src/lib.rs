@@ -14,6 +14,7 @@
 //! | [`net`] | listener binding, descriptor limits |
 //! | [`tls`] | TLS for both sides (rustls, ring): certificates and reload, configurations, handshakes and their failure reasons, the TLS pipe |
 //! | [`server`] | `upcased`: accept loops, connections, limits, timeouts, drain |
+//! | `uring` | the io_uring driver for the connection core: one ring per worker, multishot accept and receive into a provided-buffer ring (Linux, feature `uring`) |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
 //! | [`check`] | `upcase check`: the conformance suite that grades any server, and its reports |
@@ -31,3 +32,5 @@ pub mod server;
 pub mod tls;
 pub mod transform;
 pub mod units;
+#[cfg(all(target_os = "linux", feature = "uring"))]
+pub mod uring;
