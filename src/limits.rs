@@ -53,6 +53,26 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// few seconds (`lingering_time`/`lingering_timeout`).
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Free buffers each worker thread keeps for reuse, in bytes (input buffers plus the spill
+/// buffers' capacity). A burst of busy connections at a large `--read-buffer` would otherwise
+/// leave its buffers resident after it ends. 1 MiB holds several default-sized pairs (64 KiB
+/// input, up to 192 KiB of spill), which covers the usual case where a thread serves one
+/// connection's chunk at a time and hands the same pair to the next. One pair is always kept,
+/// even if it alone is larger, so a single busy connection at a 16 MiB `--read-buffer` does
+/// not allocate on every read.
+pub const BUFFER_POOL_BYTES: usize = 1024 * 1024;
+
+/// How long after the drain deadline the server waits for its connection tasks to return
+/// before it stops anyway. Every connection closes itself by the deadline (the lingering close
+/// included), so this only covers scheduling; the process exits within
+/// `--shutdown-timeout` plus this.
+pub const DRAIN_MARGIN: Duration = Duration::from_millis(250);
+
+/// How often the server logs a one-line summary of its counters (at info level, and only
+/// when one of them changed since the last line). Once a minute is often enough to see a
+/// trend in a log and rare enough to never flood one.
+pub const STATS_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The listen backlog. Connections that arrive in a burst wait here until accepted; 4096
 /// matches the C reference and the common `somaxconn` default of current kernels.
 pub const LISTEN_BACKLOG: i32 = 4096;
@@ -71,6 +91,21 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Default `--timeout` of the client: for connecting, and for waiting for a reply.
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest reply `upcase send` (and each line of the interactive session) holds before
+/// giving up on a server that never ends its line. A message comes from the command line,
+/// where the kernel caps the arguments at a few MiB (`ARG_MAX`), and its reply is at most
+/// three times as long, so 16 MiB holds any true reply; a longer message raises the bound
+/// to three times its length.
+pub const MAX_REPLY: usize = 16 * 1024 * 1024;
+
+/// Lines of interactive history kept between sessions. A thousand is what bash keeps by
+/// default (`HISTFILESIZE` is 500–1000), and the file stays well under a megabyte.
+pub const HISTORY_MAX_ENTRIES: usize = 1000;
+
+/// The longest line kept in the history file: longer ones (a big paste) are sent, but not
+/// remembered, so that the file stays small.
+pub const HISTORY_MAX_LINE: usize = 4096;
 
 /// Buffer of the client's pipe mode, per direction. Large enough that a bulk transfer
 /// costs few system calls, as `nc` does with its 64 KiB-ish buffers.
@@ -98,3 +133,52 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// rustls's own default: a few hundred bytes each, so about 100 KiB at most, and enough
 /// for a benchmark's clients to resume when they reconnect.
 pub const TLS_SESSION_CACHE: usize = 256;
+/// The longest PROXY protocol v1 header, CRLF included: the spec's worst case,
+/// `PROXY UNKNOWN` with two full IPv6 addresses and two 5-digit ports. The spec says a line
+/// with no CRLF in its first 107 bytes is invalid, so this is fixed, not a flag.
+pub const PROXY_V1_MAX_HEADER: usize = 107;
+
+/// The protocol's own ceiling for a PROXY v2 header: 16 fixed bytes plus a 16-bit length.
+pub const PROXY_V2_PROTOCOL_MAX: usize = 16 + 65_535;
+
+/// Default cap on a PROXY v2 header (16 fixed bytes, addresses and TLVs). The largest
+/// address block is 216 bytes (two `AF_UNIX` paths); what senders add on top (HAProxy's SSL
+/// TLV with a certificate's CN, cipher and algorithms, a unique ID of at most 128 bytes, an
+/// authority of at most 255, AWS's and GCP's endpoint IDs) stays well under 1 KiB. 4 KiB
+/// leaves four times that, while a connection that is still in its header phase cannot make
+/// the server hold 64 KiB per connection for a header it will discard.
+pub const PROXY_V2_MAX_HEADER: usize = 4096;
+
+/// The smallest v2 cap that still admits every address block the spec defines: 16 fixed
+/// bytes plus two 108-byte `AF_UNIX` paths.
+pub const PROXY_V2_MIN_HEADER_CAP: usize = 16 + 216;
+
+/// Default `--proxy-header-timeout`: the whole PROXY header must arrive within this long of
+/// the accept. The spec asks for no less than 3 s, to cover a TCP retransmit; 5 s leaves a
+/// second retransmit's margin and still frees a silent connection's slot quickly.
+pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest `--banner` line, LF included, after `{id}` and `{hostname}` are filled in
+/// (the two addresses add at most 2 × 47 bytes on top). A banner is one line a person or a
+/// balancer's check reads; 1 KiB is far more than that needs and keeps a typo such as a
+/// pasted file from being sent on every connection.
+pub const MAX_BANNER: usize = 1024;
+
+/// Connections the admin port serves at once. Probes and scrapes are a handful of short
+/// requests; 16 covers a kubelet, a balancer's checks and a few scrapers, and a flood of
+/// idle connections to the admin port cannot take descriptors from the data path.
+pub const ADMIN_MAX_CONNECTIONS: usize = 16;
+
+/// How long an admin connection may take to send a request's headers (and, between
+/// requests on a kept-alive connection, to start the next one). Probes send theirs in one
+/// segment; 5 s bounds a stalled or slow-loris client's hold on one of the few slots.
+pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest an admin connection is kept alive: after this it is closed once its current
+/// request is answered. Prometheus and kubelets reconnect freely; a bound keeps a client
+/// that holds connections open from filling [`ADMIN_MAX_CONNECTIONS`] for good.
+pub const ADMIN_KEEP_ALIVE: Duration = Duration::from_secs(60);
+/// How long one `sd_notify` datagram may block when the service manager's socket queue is
+/// full. A manager that reads nothing for a second is wedged; the sender logs and goes on
+/// rather than stall the runtime that runs the watchdog task.
+pub const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_secs(1);

@@ -7,50 +7,9 @@ use std::thread;
 use std::time::Duration;
 
 use assert_cmd::Command as Cmd;
-use common::{roundtrip, up, PATIENCE};
+use common::{roundtrip, up, TestServer, PATIENCE};
 use predicates::prelude::*;
-use upcase::server::{Config, Listeners, Server};
-
-/// A server with TCP and UDP on the same port, on its own runtime.
-struct UdpServer {
-    addr: SocketAddr,
-    server: Server,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl UdpServer {
-    fn start(ip: &str, config: Config) -> UdpServer {
-        let tcp = upcase::net::bind_tcp(format!("{ip}:0").parse().unwrap()).unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let udp = upcase::net::bind_udp(addr).unwrap();
-        let server = Server::new(config);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let s = server.clone();
-        thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(s.run(
-                Listeners {
-                    tcp: vec![tcp],
-                    udp: vec![udp],
-                },
-                async move {
-                    let _ = rx.await;
-                },
-            ))
-        });
-        UdpServer {
-            addr,
-            server,
-            stop: Some(tx),
-        }
-    }
-}
-
-impl Drop for UdpServer {
-    fn drop(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-    }
-}
+use upcase::server::Config;
 
 fn client_socket(local: &str, to: SocketAddr, timeout: Duration) -> UdpSocket {
     let s = UdpSocket::bind(local).unwrap();
@@ -69,7 +28,7 @@ fn exchange(s: &UdpSocket, msg: &[u8]) -> std::io::Result<Vec<u8>> {
 
 #[test]
 fn a_datagram_gets_one_upper_cased_reply_with_tcp_alongside() {
-    let srv = UdpServer::start("127.0.0.1", Config::default());
+    let srv = TestServer::start_udp("127.0.0.1", Config::default());
     let u = client_socket("127.0.0.1:0", srv.addr, PATIENCE);
     assert_eq!(
         exchange(&u, "grüße, no newline".as_bytes()).unwrap(),
@@ -94,7 +53,7 @@ fn a_datagram_gets_one_upper_cased_reply_with_tcp_alongside() {
 
 #[test]
 fn no_state_carries_from_one_datagram_to_the_next() {
-    let srv = UdpServer::start("127.0.0.1", Config::default());
+    let srv = TestServer::start_udp("127.0.0.1", Config::default());
     let u = client_socket("127.0.0.1:0", srv.addr, PATIENCE);
     let e = "é".as_bytes();
     assert_eq!(exchange(&u, &[b'a', e[0]]).unwrap(), [b'A', e[0]]);
@@ -103,7 +62,7 @@ fn no_state_carries_from_one_datagram_to_the_next() {
 
 #[test]
 fn udp_is_off_by_default() {
-    let srv = common::TestServer::start(Config::default());
+    let srv = TestServer::start(Config::default());
     let u = client_socket("127.0.0.1:0", srv.addr, Duration::from_millis(500));
     assert!(
         exchange(&u, b"anyone?").is_err(),
@@ -113,7 +72,7 @@ fn udp_is_off_by_default() {
 
 #[test]
 fn privileged_source_ports_get_no_reply() {
-    let srv = UdpServer::start("127.0.0.1", Config::default());
+    let srv = TestServer::start_udp("127.0.0.1", Config::default());
     let Ok(priv_sock) = UdpSocket::bind("127.0.0.1:1000") else {
         eprintln!("cannot bind a privileged port (not root); skipping");
         return;
@@ -129,7 +88,7 @@ fn privileged_source_ports_get_no_reply() {
 
 #[test]
 fn a_reply_is_never_larger_than_its_request() {
-    let srv = UdpServer::start("127.0.0.1", Config::default());
+    let srv = TestServer::start_udp("127.0.0.1", Config::default());
     let u = client_socket("127.0.0.1:0", srv.addr, Duration::from_millis(500));
     // ŉ (2 bytes) upper-cases to ʼN (3 bytes); U+0390 (2 bytes) to 6 bytes.
     assert!(exchange(&u, "ŉ".as_bytes()).is_err());
@@ -141,7 +100,7 @@ fn a_reply_is_never_larger_than_its_request() {
 
 #[test]
 fn a_maximum_size_datagram_works() {
-    let srv = UdpServer::start("127.0.0.1", Config::default());
+    let srv = TestServer::start_udp("127.0.0.1", Config::default());
     let u = client_socket("127.0.0.1:0", srv.addr, PATIENCE);
     let msg: Vec<u8> = (0..65_507).map(|i| b'a' + (i % 26) as u8).collect();
     assert_eq!(exchange(&u, &msg).unwrap(), up(&msg));
@@ -149,7 +108,7 @@ fn a_maximum_size_datagram_works() {
 
 #[test]
 fn fifty_clients_times_a_hundred_datagrams() {
-    let srv = UdpServer::start("127.0.0.1", Config::default());
+    let srv = TestServer::start_udp("127.0.0.1", Config::default());
     let addr = srv.addr;
     let clients: Vec<_> = (0..50)
         .map(|i| {
@@ -181,14 +140,14 @@ fn udp_over_ipv6() {
         eprintln!("no IPv6 loopback; skipping");
         return;
     }
-    let srv = UdpServer::start("[::1]", Config::default());
+    let srv = TestServer::start_udp("[::1]", Config::default());
     let u = client_socket("[::1]:0", srv.addr, PATIENCE);
     assert_eq!(exchange(&u, b"six").unwrap(), b"SIX");
 }
 
 #[test]
 fn rate_limit_per_source_address() {
-    let srv = UdpServer::start(
+    let srv = TestServer::start_udp(
         "127.0.0.1",
         Config {
             udp_rate: Some(5),

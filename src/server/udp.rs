@@ -15,13 +15,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tracing::debug;
 
+use super::stats::{bump, WorkerStats};
 use super::Shared;
 use crate::limits;
 use crate::transform::Upcaser;
@@ -31,7 +30,11 @@ pub const MIN_REPLY_PORT: u16 = 1024;
 
 /// Serves datagrams on `socket` until the drain begins. UDP has nothing to drain: it stops
 /// at once.
-pub(super) async fn serve(socket: UdpSocket, shared: Arc<Shared>) -> io::Result<()> {
+pub(super) async fn serve(
+    socket: UdpSocket,
+    shared: &Shared,
+    stats: &WorkerStats,
+) -> io::Result<()> {
     let mut input = vec![0u8; limits::UDP_MAX_DATAGRAM];
     let mut output = Vec::with_capacity(limits::UDP_MAX_DATAGRAM * 3);
     let mut rate = shared.config.udp_rate.map(RateLimiter::new);
@@ -49,15 +52,14 @@ pub(super) async fn serve(socket: UdpSocket, shared: Arc<Shared>) -> io::Result<
                 }
             },
         };
-        let stats = &shared.udp;
         if from.port() < MIN_REPLY_PORT {
-            stats.privileged_port.fetch_add(1, Ordering::Relaxed);
+            bump(&stats.udp_privileged_port);
             debug!(%from, "udp: no reply to a privileged source port");
             continue;
         }
         if let Some(rate) = rate.as_mut() {
             if !rate.allow(from.ip(), Instant::now()) {
-                stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                bump(&stats.udp_rate_limited);
                 shared.limit_log.warn(|suppressed| {
                     tracing::warn!(%from, suppressed, "udp datagram dropped: --udp-rate reached")
                 });
@@ -69,14 +71,12 @@ pub(super) async fn serve(socket: UdpSocket, shared: Arc<Shared>) -> io::Result<
         up.push(&input[..n], &mut output);
         up.finish(&mut output);
         if output.len() > n {
-            stats.would_amplify.fetch_add(1, Ordering::Relaxed);
+            bump(&stats.udp_would_amplify);
             debug!(%from, request = n, reply = output.len(), "udp: reply would be larger than the request; dropped");
             continue;
         }
         match socket.send_to(&output, from).await {
-            Ok(_) => {
-                stats.replied.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => bump(&stats.udp_replied),
             Err(e) => debug!(%from, error = %e, "udp send failed"),
         }
     }

@@ -53,7 +53,6 @@
 //! 6.17's `optlen`): the queue bound above does that job with a cancel.
 
 pub(crate) mod bufring;
-mod machine;
 mod probe;
 mod worker;
 
@@ -63,7 +62,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
-pub use machine::{Connection, End, Next, Policy, Timer};
+pub use crate::server::conn::{Connection, End, Next, Policy, Timer};
 pub use probe::{probe, Unavailable};
 pub use worker::run;
 

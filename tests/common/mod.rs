@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use upcase::server::{Config, Server};
+use upcase::server::{Config, Listeners, Server};
 
 /// Generous bound for anything a test waits on: the machine is small and shared.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The library's server, serving on `127.0.0.1:0` on a runtime of its own.
+/// The library's server, serving on an ephemeral port on a runtime of its own: the one
+/// in-process harness of the integration tests (TCP, and TCP with UDP on the same port).
 pub struct TestServer {
     pub addr: SocketAddr,
     pub server: Server,
@@ -23,13 +24,33 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// TCP on `127.0.0.1:0`.
     pub fn start(config: Config) -> TestServer {
         Self::start_on("127.0.0.1:0".parse().unwrap(), config)
     }
 
+    /// TCP on `addr`.
     pub fn start_on(addr: SocketAddr, config: Config) -> TestServer {
         let listener = upcase::net::bind_tcp(addr).expect("bind");
-        let addr = listener.local_addr().unwrap();
+        Self::serve(Listeners::from(vec![listener]), config)
+    }
+
+    /// TCP on a listener the test has bound and set up itself.
+    pub fn start_with(listener: std::net::TcpListener, config: Config) -> TestServer {
+        Self::serve(Listeners::from(vec![listener]), config)
+    }
+
+    /// TCP and UDP on the same free port of `ip` (`127.0.0.1`, `[::1]`).
+    pub fn start_udp(ip: &str, config: Config) -> TestServer {
+        let tcp = upcase::net::bind_tcp(format!("{ip}:0").parse().unwrap()).expect("bind");
+        let udp = upcase::net::bind_udp(tcp.local_addr().unwrap()).expect("bind udp");
+        let mut listeners = Listeners::from(vec![tcp]);
+        listeners.udp.push(udp);
+        Self::serve(listeners, config)
+    }
+
+    fn serve(listeners: Listeners, config: Config) -> TestServer {
+        let addr = listeners.tcp[0].socket.local_addr().unwrap();
         let server = Server::new(config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let s = server.clone();
@@ -39,7 +60,7 @@ impl TestServer {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(s.run(vec![listener], async move {
+            rt.block_on(s.run(listeners, async move {
                 let _ = rx.await;
             }))
         });

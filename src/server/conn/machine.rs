@@ -1,8 +1,3 @@
-//! STAGING COPY of the core's `src/server/conn/machine.rs` (branch `core`, issue 13), kept
-//! only until that branch lands on `main`: then this file is deleted and `mod.rs` imports
-//! `crate::server::conn::{Connection, End, Next, Policy, Timer}` instead. Do not edit it
-//! here; the policy lives in the core. (Its tests stay with the core.)
-//!
 //! The connection's policy as a state machine that does no I/O: events in, decisions out.
 //!
 //! A driver (the readiness loop in `driver.rs` today; an io_uring one later) owns the socket
@@ -350,5 +345,245 @@ impl Connection {
     /// Bytes sent so far.
     pub fn bytes_out(&self) -> u64 {
         self.bytes_out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    fn policy() -> Policy {
+        Policy {
+            mode: Mode::Unicode,
+            idle_timeout: Some(IDLE),
+            linger_timeout: Duration::from_secs(2),
+            read_limit: 1024,
+        }
+    }
+
+    /// Feeds `input` as one read and returns the reply, as a driver would write it.
+    fn feed(c: &mut Connection, input: &[u8]) -> Vec<u8> {
+        let mut data = input.to_vec();
+        let mut spill = Vec::new();
+        let out = c.received(Instant::now(), &mut data, &mut spill).to_vec();
+        c.wrote(out.len());
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_is_the_upper_case_and_activity_moves_the_idle_deadline() {
+        let t0 = Instant::now();
+        let mut c = Connection::new(&policy(), t0);
+        assert_eq!(c.deadline(), Some(t0 + IDLE));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(feed(&mut c, "straße\n".as_bytes()), "STRASSE\n".as_bytes());
+        assert_eq!(c.reply_sent(), Next::Continue);
+        assert_eq!(c.deadline(), Some(Instant::now() + IDLE));
+        // The timer set for the old deadline fires: nothing has expired.
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Wait);
+        assert_eq!((c.bytes_in(), c.bytes_out()), (8, 8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn mid_line_drain_answers_up_to_the_lf_then_closes() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"first half "), b"FIRST HALF ");
+        assert_eq!(c.reply_sent(), Next::Continue);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(c.drain_began(deadline), Next::Continue, "mid-line: go on");
+        assert_eq!(c.deadline(), Some(deadline));
+        assert_eq!(feed(&mut c, b"more"), b"MORE");
+        assert_eq!(c.reply_sent(), Next::Continue);
+        assert_eq!(
+            feed(&mut c, b" end\nnext line\n"),
+            b" END\n",
+            "cut after the LF"
+        );
+        assert_eq!(c.reply_sent(), Next::Close(End::Drained));
+        assert_eq!(c.unanswered_tail(), b"", "nothing after the cut");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_at_a_line_boundary_closes_at_once() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"done\n"), b"DONE\n");
+        assert_eq!(c.reply_sent(), Next::Continue);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(c.drain_began(deadline), Next::Close(End::Drained));
+        assert!(!c.mid_line());
+        // A fresh connection (nothing echoed) is at a boundary too.
+        let mut fresh = Connection::new(&policy(), Instant::now());
+        assert_eq!(fresh.drain_began(deadline), Next::Close(End::Drained));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn input_read_as_the_drain_begins_is_answered_to_its_lf() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The driver has the bytes in hand when it notices the drain: it feeds them anyway.
+        assert_eq!(c.drain_began(deadline), Next::Close(End::Drained));
+        assert_eq!(feed(&mut c, b"last\nunanswered"), b"LAST\n");
+        assert_eq!(c.reply_sent(), Next::Close(End::Drained));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_back_bytes_are_not_a_line_boundary() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"ok\n\xe2"), b"OK\n", "the lead byte waits");
+        assert_eq!(c.reply_sent(), Next::Continue);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(
+            c.drain_began(deadline),
+            Next::Continue,
+            "a character is half-sent"
+        );
+        assert_eq!(feed(&mut c, b"\x82\xac\n"), "€\n".as_bytes());
+        assert_eq!(c.reply_sent(), Next::Close(End::Drained));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_that_begins_while_a_reply_is_written_waits_for_it() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"a\n"), b"A\n");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(
+            c.drain_began(deadline),
+            Next::Continue,
+            "the reply is in flight"
+        );
+        assert_eq!(
+            c.reply_sent(),
+            Next::Close(End::Drained),
+            "then at a boundary"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_expiry_while_a_write_is_stalled_closes_without_probing() {
+        let t0 = Instant::now();
+        let mut c = Connection::new(&policy(), t0);
+        let _reply = feed(&mut c, b"abc\xe2");
+        assert!(c.write_stalled(), "first stall is news");
+        assert!(!c.write_stalled(), "the second is not");
+        tokio::time::advance(IDLE).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Close(End::Idle));
+        assert_eq!(
+            c.unanswered_tail(),
+            b"",
+            "nothing after an undelivered reply"
+        );
+        assert!(c.mid_line());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_after_a_stall_is_activity() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        let _reply = feed(&mut c, b"abc");
+        c.write_stalled();
+        tokio::time::advance(IDLE - Duration::from_secs(1)).await;
+        c.write_resumed(Instant::now());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Wait);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_expiry_while_waiting_probes_first_and_input_keeps_it_open() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"hi\n"), b"HI\n");
+        c.reply_sent();
+        tokio::time::advance(IDLE).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Probe);
+        c.input_waiting(Instant::now());
+        assert_eq!(c.deadline(), Some(Instant::now() + IDLE));
+        assert_eq!(c.timer(Instant::now()), Timer::Wait);
+        tokio::time::advance(IDLE).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Probe);
+        assert_eq!(c.nothing_waiting(), End::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_close_flushes_held_back_bytes() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"abc\xe2"), b"ABC");
+        c.reply_sent();
+        tokio::time::advance(IDLE).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Probe);
+        assert_eq!(c.nothing_waiting(), End::Idle);
+        assert_eq!(c.unanswered_tail(), b"\xe2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_close_flushes_held_back_bytes_then_ends() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"end\xf0\x9f\x98"), b"END");
+        c.reply_sent();
+        let mut spill = Vec::new();
+        assert_eq!(c.end_of_input(Instant::now(), &mut spill), b"\xf0\x9f\x98");
+        assert_eq!(c.reply_sent(), Next::Close(End::Client));
+        assert!(!End::Client.lingers());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_deadline_closes_a_busy_connection_and_bounds_the_linger() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"never ends \xc3"), b"NEVER ENDS ");
+        c.reply_sent();
+        let deadline = Instant::now() + Duration::from_millis(500);
+        assert_eq!(c.drain_began(deadline), Next::Continue);
+        // A linger that starts before the deadline ends at it, not 2 s later.
+        assert_eq!(c.linger_until(Instant::now()), deadline);
+        tokio::time::advance(Duration::from_millis(499)).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Wait);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Close(End::DrainDeadline));
+        assert!(c.mid_line(), "worth a warning");
+        assert_eq!(c.unanswered_tail(), b"\xc3", "held-back bytes still go out");
+        assert!(
+            c.linger_until(Instant::now()) <= Instant::now(),
+            "no linger past it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_deadline_cuts_a_stalled_write() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        let _reply = feed(&mut c, &[b'x'; 1000]);
+        c.write_stalled();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        assert_eq!(c.drain_began(deadline), Next::Continue);
+        assert_eq!(
+            c.deadline(),
+            Some(deadline),
+            "sooner than the idle deadline"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(c.timer(Instant::now()), Timer::Close(End::DrainDeadline));
+        assert_eq!(c.unanswered_tail(), b"");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_idle_timeout_means_no_deadline_and_huge_ones_do_not_overflow() {
+        let off = Policy {
+            idle_timeout: None,
+            ..policy()
+        };
+        let c = Connection::new(&off, Instant::now());
+        assert_eq!(c.deadline(), None);
+        let huge = Policy {
+            idle_timeout: Some(Duration::MAX),
+            linger_timeout: Duration::MAX,
+            ..policy()
+        };
+        let mut c = Connection::new(&huge, Instant::now());
+        assert_eq!(
+            c.deadline(),
+            None,
+            "a deadline past the clock's range is never"
+        );
+        assert_eq!(c.timer(Instant::now()), Timer::Wait);
+        assert!(c.linger_until(Instant::now()) > Instant::now());
     }
 }

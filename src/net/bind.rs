@@ -1,5 +1,4 @@
-//! Listener sockets and descriptor limits: the small pieces of networking that both
-//! binaries and the tests share. (Typed values such as addresses live in [`crate::units`].)
+//! Binding listener sockets the way a server should.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -7,8 +6,6 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::limits::LISTEN_BACKLOG;
-
-pub use crate::units::{parse_duration, parse_listen_addr};
 
 /// Binds a TCP listener the way a server should: `SO_REUSEADDR` (so a restart does not wait
 /// for TIME_WAIT), v6-only for IPv6 addresses (so `[::]` and `0.0.0.0` can both be bound),
@@ -36,26 +33,17 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Raises the soft limit on open descriptors to the hard limit, so that the default
-/// connection limit can be reached. Returns the soft limit in force afterwards.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+/// A UDP socket on an ephemeral port of the unspecified address of `peer`'s family, bound
+/// with [`bind_udp`] and connected to `peer`, so that it receives only the peer's datagrams
+/// and learns of ICMP "port unreachable". Non-blocking. The clients' one way to open a UDP
+/// socket (`upcase --udp` and `upcase bench --udp`).
+pub fn connect_udp(peer: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = if peer.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     };
-    // SAFETY: getrlimit writes a plain struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit reads a plain struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Ok(raised.rlim_cur);
-        }
-    }
-    Ok(lim.rlim_cur)
+    let socket = bind_udp(local)?;
+    socket.connect(peer)?;
+    Ok(socket)
 }

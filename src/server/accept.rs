@@ -1,0 +1,108 @@
+//! The accept loop of one listener in one worker: admission, refusal, and the back-off when
+//! the process runs out of descriptors.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::admission::Refusal;
+use super::listeners::{ListenerSettings, Preamble};
+use super::stats::{bump, WorkerStats};
+use super::{conn, Shared};
+use crate::limits;
+
+/// Accepts until the drain begins, then closes the listener (by dropping it) so that new
+/// connections are refused.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    settings: ListenerSettings,
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    tracker: TaskTracker,
+) {
+    let local = listener.local_addr().ok();
+    let mut backoff = limits::ACCEPT_BACKOFF_MIN;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shared.drain.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = limits::ACCEPT_BACKOFF_MIN;
+                match shared.admit(peer.ip()) {
+                    Ok(slot) => {
+                        bump(&stats.served);
+                        let _ = stream.set_nodelay(true);
+                        match settings.preamble {
+                            Preamble::None => {
+                                tracker.spawn(conn::serve(
+                                    stream,
+                                    peer,
+                                    shared.clone(),
+                                    stats.clone(),
+                                    slot,
+                                ));
+                            }
+                        }
+                    }
+                    Err(why) => refuse(&shared, &stats, stream, peer, why),
+                }
+            }
+            Err(e) if is_resource_exhaustion(&e) => {
+                bump(&stats.accept_resource_errors);
+                shared.accept_log.warn(|suppressed| {
+                    warn!(
+                        error = %e,
+                        suppressed,
+                        retry_in = ?backoff,
+                        "accept failed for lack of resources; backing off"
+                    )
+                });
+                tokio::select! {
+                    biased;
+                    () = shared.drain.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(limits::ACCEPT_BACKOFF_MAX);
+            }
+            Err(e) => {
+                // ECONNABORTED, EPROTO, EPERM (firewall) and the like concern one
+                // connection that is already gone; the listener is fine.
+                debug!(error = %e, "accept failed; carrying on");
+            }
+        }
+    }
+    if let Some(local) = local {
+        debug!(%local, "listener closed");
+    }
+}
+
+/// Closes a connection over a limit at once, with no data, and counts it.
+fn refuse(shared: &Shared, stats: &WorkerStats, stream: TcpStream, peer: SocketAddr, why: Refusal) {
+    let (counter, what) = match why {
+        Refusal::OverLimit => (&stats.rejected_over_limit, "--max-connections"),
+        Refusal::PerIp => (&stats.rejected_per_ip, "--max-connections-per-ip"),
+    };
+    let limit = shared.admission.limit(why);
+    // Counted before the close, so that whoever sees the close also sees the count.
+    bump(counter);
+    drop(stream);
+    shared
+        .limit_log
+        .warn(|suppressed| warn!(%peer, limit, suppressed, "connection refused: {what} reached"));
+}
+
+/// Whether an `accept` error means the process or system is out of something, so that
+/// retrying at once would spin.
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

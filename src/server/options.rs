@@ -1,0 +1,200 @@
+//! The `upcased` flags: their help, defaults and bounds, and how they become a [`Config`].
+//! In the library so that tests reach the same mapping the binary uses.
+// The flags' doc comments are their `--help` text, where `[::1]:2277` is an address, not a
+// rustdoc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::Config;
+use crate::limits;
+use crate::logging::LogFormat;
+use crate::transform::Mode;
+use crate::units::{parse_duration, parse_listen_addr, parse_size_in};
+
+const EXAMPLES: &str = "\
+Examples:
+  upcased                                   serve on 127.0.0.1:2277 and [::1]:2277
+  upcased -l 0.0.0.0:2277 -l [::]:2277      every address, IPv4 and IPv6
+  upcased --udp --udp-rate 100              TCP and UDP, at most 100 replies/s per source
+  upcased --idle-timeout 0 --workers 1      never close idle connections; one thread
+  UPCASED_LISTEN='127.0.0.1:7000, [::1]:7000' upcased
+  kill -USR1 $(pidof upcased)               log the counters now
+
+Exit status: 0 after a drain (SIGTERM or SIGINT), 1 when it cannot serve, 2 for usage errors.";
+
+/// The capitalisation server: listens on TCP (and, with --udp, UDP), upper-cases every byte
+/// stream it receives, and sends it straight back.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "upcased", version, after_long_help = EXAMPLES)]
+pub struct ServerArgs {
+    /// Address to listen on, HOST:PORT or [V6]:PORT; repeat for more. Port 0 picks a free
+    /// port. [default: 127.0.0.1:2277 and [::1]:2277]
+    #[arg(short, long = "listen", value_name = "ADDR", env = "UPCASED_LISTEN",
+          value_delimiter = ',', value_parser = parse_listen_addr)]
+    pub listen: Vec<SocketAddr>,
+
+    /// Upper-case only a-z, like C's toupper; every other byte passes unchanged.
+    #[arg(long)]
+    pub ascii: bool,
+
+    /// Also serve UDP: one reply datagram per datagram, on every listen address.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// UDP datagrams answered per second per source address. [default: unlimited]
+    #[arg(long, value_name = "N", requires = "udp",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub udp_rate: Option<u32>,
+
+    /// Connections served at once (at least 1); more are accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_count)]
+    pub max_connections: usize,
+
+    /// Connections served at once from one IP address (at least 1). [default: unlimited]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Close a connection that moves no byte for this long; 0 never does.
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Bound on the graceful drain after SIGTERM or SIGINT, lingering closes included.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Bound on a lingering close: after FIN, input is read and discarded for at most this
+    /// long, so that a client still sending gets no reset.
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    pub linger_timeout: Duration,
+
+    /// Bytes read from a connection at a time, 1KiB to 16MiB (suffixes KiB, MiB, k, M); a
+    /// busy connection holds at most 4× this (input plus the largest upper-cased output),
+    /// an idle one nothing.
+    #[arg(long, value_name = "BYTES", default_value_t = limits::READ_CHUNK,
+          value_parser = parse_read_buffer)]
+    pub read_buffer: usize,
+
+    /// Worker threads, each with its own event loop. [default: one per available core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
+    /// Log line format.
+    #[arg(long, value_name = "text|json", value_enum, default_value_t = LogFormat::Text,
+          hide_possible_values = true)]
+    pub log_format: LogFormat,
+
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less logging (-q warnings only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl ServerArgs {
+    /// The server configuration these flags ask for. `--idle-timeout 0` is "no idle
+    /// timeout".
+    pub fn config(&self) -> Config {
+        Config {
+            mode: if self.ascii {
+                Mode::Ascii
+            } else {
+                Mode::Unicode
+            },
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            shutdown_timeout: self.shutdown_timeout,
+            linger_timeout: self.linger_timeout,
+            read_buffer: self.read_buffer,
+            udp_rate: self.udp_rate,
+        }
+    }
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0 would refuse every connection: give at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+fn parse_read_buffer(s: &str) -> Result<usize, String> {
+    parse_size_in(
+        s,
+        limits::MIN_READ_CHUNK as u64,
+        limits::MAX_READ_CHUNK as u64,
+    )
+    .map(|n| n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<ServerArgs, clap::Error> {
+        ServerArgs::try_parse_from(std::iter::once("upcased").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_flags_parse() {
+        ServerArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_named_constants() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.config(), Config::default());
+        assert_eq!(args.idle_timeout, limits::DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(args.shutdown_timeout, limits::DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(args.linger_timeout, limits::LINGER_TIMEOUT);
+        assert_eq!(args.read_buffer, limits::READ_CHUNK);
+        assert_eq!(args.max_connections, limits::DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn zero_idle_timeout_means_none_and_other_values_are_kept() {
+        let off = parse(&["--idle-timeout", "0"]).unwrap().config();
+        assert_eq!(off.idle_timeout, None);
+        assert_eq!(off.validate(), Ok(()));
+        let on = parse(&["--idle-timeout", "3s"]).unwrap().config();
+        assert_eq!(on.idle_timeout, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn whatever_the_flags_accept_validates() {
+        for args in [
+            &["--read-buffer", "1KiB", "--max-connections", "1"][..],
+            &["--read-buffer", "16MiB", "--idle-timeout", "7d"],
+            &["--shutdown-timeout", "0", "--linger-timeout", "7d"],
+            &["--udp", "--udp-rate", "1", "--max-connections-per-ip", "1"],
+        ] {
+            assert_eq!(parse(args).unwrap().config().validate(), Ok(()), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_are_usage_errors() {
+        for args in [
+            &["--max-connections", "0"][..],
+            &["--max-connections-per-ip", "0"],
+            &["--idle-timeout", "18446744073709551615"],
+            &["--shutdown-timeout", "8d"],
+            &["--read-buffer", "0"],
+            &["--read-buffer", "17MiB"],
+            &["--udp", "--udp-rate", "0"],
+            &["--listen", "[::ffff:127.0.0.1]:2277"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+}
