@@ -163,3 +163,10 @@ pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// request is answered. Prometheus and kubelets reconnect freely; a bound keeps a client
 /// that holds connections open from filling [`ADMIN_MAX_CONNECTIONS`] for good.
 pub const ADMIN_KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+/// Bytes read at a time while a connection's PROXY header is incomplete. HAProxy's v2 header
+/// with its usual TLVs is well under this, so one read takes it; a longer one takes more
+/// reads (the decoder keeps the pieces, up to its cap). The client's data that arrives with
+/// the header is what is left of this read, so a proxied connection holds no more than this
+/// before the core takes over.
+pub const PROXY_READ_CHUNK: usize = 512;
