@@ -44,6 +44,11 @@ impl TestServer {
         Self::serve(listeners, config)
     }
 
+    /// On listeners the test bound itself (with their own settings); `addr` is the first.
+    pub fn start_with(listeners: Listeners, config: Config) -> TestServer {
+        Self::serve(listeners, config)
+    }
+
     fn serve(listeners: Listeners, config: Config) -> TestServer {
         let addr = listeners.tcp[0].socket.local_addr().unwrap();
         let server = Server::new(config);
