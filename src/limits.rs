@@ -92,6 +92,21 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Default `--timeout` of the client: for connecting, and for waiting for a reply.
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest reply `upcase send` (and each line of the interactive session) holds before
+/// giving up on a server that never ends its line. A message comes from the command line,
+/// where the kernel caps the arguments at a few MiB (`ARG_MAX`), and its reply is at most
+/// three times as long, so 16 MiB holds any true reply; a longer message raises the bound
+/// to three times its length.
+pub const MAX_REPLY: usize = 16 * 1024 * 1024;
+
+/// Lines of interactive history kept between sessions. A thousand is what bash keeps by
+/// default (`HISTFILESIZE` is 500–1000), and the file stays well under a megabyte.
+pub const HISTORY_MAX_ENTRIES: usize = 1000;
+
+/// The longest line kept in the history file: longer ones (a big paste) are sent, but not
+/// remembered, so that the file stays small.
+pub const HISTORY_MAX_LINE: usize = 4096;
+
 /// Buffer of the client's pipe mode, per direction. Large enough that a bulk transfer
 /// costs few system calls, as `nc` does with its 64 KiB-ish buffers.
 pub const PIPE_BUFFER: usize = 128 * 1024;
@@ -163,6 +178,10 @@ pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// request is answered. Prometheus and kubelets reconnect freely; a bound keeps a client
 /// that holds connections open from filling [`ADMIN_MAX_CONNECTIONS`] for good.
 pub const ADMIN_KEEP_ALIVE: Duration = Duration::from_secs(60);
+/// How long one `sd_notify` datagram may block when the service manager's socket queue is
+/// full. A manager that reads nothing for a second is wedged; the sender logs and goes on
+/// rather than stall the runtime that runs the watchdog task.
+pub const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bytes read at a time while a connection's PROXY header is incomplete. HAProxy's v2 header
 /// with its usual TLVs is well under this, so one read takes it; a longer one takes more
