@@ -51,10 +51,18 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     reply
 }
 
+/// The admin address from `upcased`'s log (its line follows the "listening on" lines).
 fn admin_addr(u: &Upcased) -> SocketAddr {
-    let log = u.log();
-    let i = log.find("admin port on http://").expect("admin line") + 21;
-    log[i..i + log[i..].find('/').unwrap()].parse().unwrap()
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let log = u.log();
+        if let Some(i) = log.find("admin port on http://") {
+            let rest = &log[i + 21..];
+            return rest[..rest.find('/').unwrap()].parse().unwrap();
+        }
+        assert!(Instant::now() < end, "no admin line in:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One connection through HAProxy: the banner line and the reply, or `None` if HAProxy
