@@ -8,6 +8,7 @@ the `1c-64B` p50 target, and for any workload that needs more rounds than a tabl
     cargo build --release
     python3 scripts/interleaved.py --rounds 7 --load "-c 1 -s 64"
     python3 scripts/interleaved.py --rounds 9 --load "-c 4 -s 65536" --naive
+    python3 scripts/interleaved.py --rounds 7 --variant "admin=--admin 127.0.0.1:0"
 
 The C programs are built from ../shared/bench/ into a temporary directory with gcc.
 """
@@ -46,6 +47,8 @@ def main():
     ap.add_argument("--load", default="-c 1 -s 64", help="loadgen arguments (default: %(default)s)")
     ap.add_argument("--naive", action="store_true", help="also the naive tokio peer")
     ap.add_argument("--project-bin", default=os.path.join(ROOT, "target", "release", "upcased"))
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                    help="also upcased with these extra arguments, reported as NAME (repeatable)")
     a = ap.parse_args()
     if not os.path.exists(a.project_bin):
         sys.exit(f"{a.project_bin} not found: run `cargo build --release` first")
@@ -53,6 +56,9 @@ def main():
     loadgen, ref = build(tmp)
     servers = [("c-epoll", [ref, "{port}", "1"]),
                ("upcased", [a.project_bin, "--listen", "127.0.0.1:{port}"])]
+    for v in a.variant:
+        name, _, extra = v.partition("=")
+        servers.append((name, [a.project_bin, "--listen", "127.0.0.1:{port}"] + extra.split()))
     if a.naive:
         servers.append(("naive-tokio", [naive_bin(), "127.0.0.1:{port}"]))
     res = {name: [] for name, _ in servers}
@@ -84,6 +90,12 @@ def main():
               f"{med(xs, 'p99'):.1f} | {ratio('msgs'):.2f} / {ratio('cpu'):.2f} / {ratio('p50'):.2f} |")
         rounds = " ".join("%.1f" % x["p50"] for x in xs)
         print(f"| (p50 per round) | | | {rounds} | | |")
+    for v in a.variant:
+        name = v.partition("=")[0]
+        xs, ys = res[name], res["upcased"]
+        ratios = [x["cpu"] / y["cpu"] for x, y in zip(xs, ys)]
+        print(f"# {name} vs upcased, CPU per message, paired by round: median "
+              f"{statistics.median(ratios):.3f} (rounds: {' '.join('%.3f' % r for r in ratios)})")
 
 
 if __name__ == "__main__":

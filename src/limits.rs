@@ -182,3 +182,10 @@ pub const ADMIN_KEEP_ALIVE: Duration = Duration::from_secs(60);
 /// full. A manager that reads nothing for a second is wedged; the sender logs and goes on
 /// rather than stall the runtime that runs the watchdog task.
 pub const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes read at a time while a connection's PROXY header is incomplete. HAProxy's v2 header
+/// with its usual TLVs is well under this, so one read takes it; a longer one takes more
+/// reads (the decoder keeps the pieces, up to its cap). The client's data that arrives with
+/// the header is what is left of this read, so a proxied connection holds no more than this
+/// before the core takes over.
+pub const PROXY_READ_CHUNK: usize = 512;

@@ -80,6 +80,10 @@ struct Talk {
     /// Use UDP: one datagram per line (no LF), each reply printed with LF.
     #[arg(long)]
     udp: bool,
+    /// The server sends a banner line first (upcased --banner): read it, print it on
+    /// stderr, then go on as usual.
+    #[arg(long, conflicts_with = "udp")]
+    banner: bool,
 }
 
 /// How `send` talks to the server.
@@ -99,6 +103,10 @@ struct SendTalk {
     /// Use UDP: the message is one datagram (no LF), the reply printed with LF.
     #[arg(long)]
     udp: bool,
+    /// The server sends a banner line first (upcased --banner): read it, print it on
+    /// stderr, then go on as usual.
+    #[arg(long, conflicts_with = "udp")]
+    banner: bool,
 }
 
 /// How `bench` reaches the server.
@@ -318,6 +326,9 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             let mut message = text.join(" ").into_bytes();
             message.push(b'\n');
             let mut stream = client::connect(&talk.connect, talk.timeout)?;
+            if talk.banner {
+                print_banner(&mut stream, talk.timeout)?;
+            }
             let reply = client::send(&mut stream, &message, talk.timeout)?;
             let mut out = std::io::stdout().lock();
             out.write_all(&reply.line)
@@ -342,7 +353,12 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             let interrupted = client::interrupt::install().map_err(local("handling Ctrl-C"))?;
             let mut editor = Editor::new("upcase> ", history_file(cli.no_history))
                 .map_err(local("starting the line editor"))?;
-            client::interactive(
+            let session = if cli.talk.banner {
+                client::interactive_with_banner
+            } else {
+                client::interactive
+            };
+            session(
                 &cli.talk.connect,
                 cli.talk.timeout,
                 &mut editor,
@@ -353,7 +369,10 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let stream = client::connect(&cli.talk.connect, cli.talk.timeout)?;
+            let mut stream = client::connect(&cli.talk.connect, cli.talk.timeout)?;
+            if cli.talk.banner {
+                print_banner(&mut stream, cli.talk.timeout)?;
+            }
             let addr = stream
                 .peer_addr()
                 .map_or_else(|_| cli.talk.connect.clone(), |a| a.to_string());
@@ -386,6 +405,15 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Reads the connection's banner line and prints it on stderr as it came.
+fn print_banner(stream: &mut std::net::TcpStream, timeout: Duration) -> Result<(), ClientError> {
+    let line = client::read_banner(stream, timeout)?;
+    let mut err = std::io::stderr().lock();
+    err.write_all(&line)
+        .and_then(|()| err.flush())
+        .map_err(local("writing the banner to stderr"))
 }
 
 /// Where the interactive history goes: nowhere with `--no-history`, or when the

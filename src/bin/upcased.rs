@@ -3,11 +3,14 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use upcase::admin::{AdminConfig, AdminServer, Readiness};
 use upcase::limits;
 use upcase::logging;
 use upcase::net::{bind_tcp, bind_udp, raise_nofile_limit};
@@ -21,7 +24,14 @@ fn main() -> ExitCode {
         args.verbose,
         args.quiet,
     );
-    let config = args.config();
+    let mut config = args.config();
+    config.banner = match args.banner() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("upcased: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = config.validate() {
         // The flag parser refuses all of these first; this is the library's word on it.
         eprintln!("upcased: error: {e}");
@@ -60,7 +70,9 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
     let mut listeners = Listeners::default();
     for addr in addrs {
         match bind_tcp(addr) {
-            Ok(l) => listeners.tcp.push(Listener::plain(l)),
+            Ok(l) => listeners
+                .tcp
+                .push(Listener::new(l, server.config().listener)),
             Err(e) if defaults && addr.is_ipv6() && ipv6_unavailable(&e) => {
                 warn!(%addr, error = %e, "IPv6 is not available here; skipping it");
             }
@@ -85,17 +97,49 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
         }
     }
 
+    let readiness = Readiness::new();
+    let admin = match args.admin {
+        Some(addr) => {
+            let l = bind_tcp(addr).map_err(|e| {
+                anyhow::anyhow!("could not listen on {addr} (--admin): {}", plain(&e))
+            })?;
+            let source = Arc::new(server.clone());
+            Some(AdminServer::start(
+                l,
+                source,
+                readiness.clone(),
+                AdminConfig::default(),
+            )?)
+        }
+        None => None,
+    };
+
     // Signals are hooked before the first "listening on" line, so that a script that
     // waits for that line and then signals always gets a drain.
     let shutdown = CancellationToken::new();
-    spawn_signal_thread(shutdown.clone(), server.clone())
-        .context("could not install signal handlers")?;
+    spawn_signal_thread(
+        shutdown.clone(),
+        server.clone(),
+        readiness,
+        args.drain_delay,
+    )
+    .context("could not install signal handlers")?;
 
     for l in &listeners.tcp {
-        info!("listening on {}", l.socket.local_addr()?);
+        let addr = l.socket.local_addr()?;
+        match l.settings.proxy.mode {
+            upcase::proxy::ProxyMode::Off => info!("listening on {addr}"),
+            mode => info!("listening on {addr} (PROXY protocol {mode} required)"),
+        }
     }
     for u in &listeners.udp {
         info!("listening on {} (udp)", u.local_addr()?);
+    }
+    if let Some(a) = &admin {
+        info!(
+            "admin port on http://{}/ (/livez, /readyz, /metrics)",
+            a.local_addr()
+        );
     }
     let workers = match args.workers {
         Some(n) => n as usize,
@@ -104,13 +148,22 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
     server
         .run_workers(listeners, workers, shutdown.cancelled_owned())
         .context("server failed")?;
+    if let Some(a) = admin {
+        a.shutdown();
+    }
     info!("stopped; counters: {}", server.stats());
     Ok(())
 }
 
-/// Handles signals on a thread of its own: the first SIGINT or SIGTERM starts the drain and
-/// the second exits at once; SIGUSR1 logs the counters; SIGHUP is logged and ignored.
-fn spawn_signal_thread(shutdown: CancellationToken, server: Server) -> anyhow::Result<()> {
+/// Handles signals on a thread of its own: the first SIGINT or SIGTERM makes `/readyz` say
+/// 503 at once and, `drain_delay` later, starts the drain; a second exits at once; SIGUSR1
+/// logs the counters; SIGHUP is logged and ignored.
+fn spawn_signal_thread(
+    shutdown: CancellationToken,
+    server: Server,
+    readiness: Readiness,
+    drain_delay: Duration,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -144,6 +197,9 @@ fn spawn_signal_thread(shutdown: CancellationToken, server: Server) -> anyhow::R
                 };
                 let _ = ready_tx.send(Ok(()));
                 let mut draining = false;
+                let delay = tokio::time::sleep(Duration::MAX);
+                tokio::pin!(delay);
+                let mut delaying = false;
                 loop {
                     let name = tokio::select! {
                         _ = term.recv() => "SIGTERM",
@@ -156,14 +212,33 @@ fn spawn_signal_thread(shutdown: CancellationToken, server: Server) -> anyhow::R
                             info!("SIGHUP: nothing to reload; ignored");
                             continue;
                         }
+                        () = &mut delay, if delaying => {
+                            delaying = false;
+                            info!("drain delay over: draining");
+                            shutdown.cancel();
+                            continue;
+                        }
                     };
                     if draining {
                         warn!("second signal ({name}): exiting at once");
                         std::process::exit(0);
                     }
-                    info!("{name}: draining (a second signal exits at once)");
                     draining = true;
-                    shutdown.cancel();
+                    readiness.set_ready(false);
+                    if drain_delay.is_zero() {
+                        info!("{name}: draining (a second signal exits at once)");
+                        shutdown.cancel();
+                    } else {
+                        info!(
+                            "{name}: /readyz now says 503; still serving for {} before the \
+                             drain (a second signal exits at once)",
+                            humantime::format_duration(drain_delay)
+                        );
+                        delay
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + drain_delay);
+                        delaying = true;
+                    }
                 }
             });
         })?;

@@ -132,13 +132,52 @@ where
     W: Write + ?Sized,
     N: Write + ?Sized,
 {
+    session(target, timeout, false, lines, out, notes, interrupted)
+}
+
+/// [`interactive`] against a server that sends a banner line (`upcased --banner`): each
+/// connection's banner, the first and every reconnection's, is read and written to `notes`
+/// before the session goes on.
+pub fn interactive_with_banner<L, W, N>(
+    target: &str,
+    timeout: Duration,
+    lines: &mut L,
+    out: &mut W,
+    notes: &mut N,
+    interrupted: &AtomicBool,
+) -> Result<(), ClientError>
+where
+    L: LineSource + ?Sized,
+    W: Write + ?Sized,
+    N: Write + ?Sized,
+{
+    session(target, timeout, true, lines, out, notes, interrupted)
+}
+
+fn session<L, W, N>(
+    target: &str,
+    timeout: Duration,
+    banner: bool,
+    lines: &mut L,
+    out: &mut W,
+    notes: &mut N,
+    interrupted: &AtomicBool,
+) -> Result<(), ClientError>
+where
+    L: LineSource + ?Sized,
+    W: Write + ?Sized,
+    N: Write + ?Sized,
+{
     let local = |what| move |source| ClientError::Local { what, source };
-    let first = connect(target, timeout)?;
+    let mut first = connect(target, timeout)?;
     let _ = writeln!(
         notes,
         "connected to {}; type a line, Ctrl-D to quit (Ctrl-C cancels a wait)",
         peer(&first)
     );
+    if banner {
+        show_banner(&mut first, timeout, notes)?;
+    }
     let mut stream = Some(first);
     // A connection that has not yet carried a reply: if it closes unanswered, trying a
     // new one would only repeat that.
@@ -161,12 +200,12 @@ where
         let mut conn = match stream.take() {
             Some(s) if is_closed(&s) => {
                 fresh = true;
-                reconnect(target, timeout, Some(&s), notes)?
+                reconnect(target, timeout, banner, Some(&s), notes)?
             }
             Some(s) => s,
             None => {
                 fresh = true;
-                reconnect(target, timeout, None, notes)?
+                reconnect(target, timeout, banner, None, notes)?
             }
         };
         let mut outcome = send_cancellable(&mut conn, &message, timeout, interrupted);
@@ -179,7 +218,7 @@ where
             )
         {
             // Gone between the check and the send: once more on a new connection.
-            conn = reconnect(target, timeout, Some(&conn), notes)?;
+            conn = reconnect(target, timeout, banner, Some(&conn), notes)?;
             outcome = send_cancellable(&mut conn, &message, timeout, interrupted);
         }
         match outcome {
@@ -211,15 +250,30 @@ where
 fn reconnect<N: Write + ?Sized>(
     target: &str,
     timeout: Duration,
+    banner: bool,
     old: Option<&TcpStream>,
     notes: &mut N,
 ) -> Result<TcpStream, ClientError> {
     if let Some(old) = old {
         let _ = writeln!(notes, "the server at {} closed the connection", peer(old));
     }
-    let stream = connect(target, timeout)?;
+    let mut stream = connect(target, timeout)?;
     let _ = writeln!(notes, "reconnected to {}", peer(&stream));
+    if banner {
+        show_banner(&mut stream, timeout, notes)?;
+    }
     Ok(stream)
+}
+
+/// Reads the connection's banner line and writes it to `notes` as it came.
+fn show_banner<N: Write + ?Sized>(
+    stream: &mut TcpStream,
+    timeout: Duration,
+    notes: &mut N,
+) -> Result<(), ClientError> {
+    let line = super::read_banner(stream, timeout)?;
+    let _ = notes.write_all(&line).and_then(|()| notes.flush());
+    Ok(())
 }
 
 /// Whether the server has closed its side (or reset) while we were waiting for the user.

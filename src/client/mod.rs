@@ -19,6 +19,7 @@
 //! The client uses plain blocking sockets and at most two threads: there is one
 //! connection, and blocking I/O with large buffers is as fast as it gets for that.
 
+mod banner;
 pub mod history;
 mod interactive;
 pub mod interrupt;
@@ -31,7 +32,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use interactive::{interactive, Editor, LineSource};
+pub use banner::{read_banner, MAX_BANNER_LINE};
+pub use interactive::{interactive, interactive_with_banner, Editor, LineSource};
 pub use pipe::{pipe, PipeStats};
 pub use udp::{interactive_udp, pipe_udp, UdpClient};
 
@@ -99,6 +101,24 @@ pub enum ClientError {
         addr: SocketAddr,
         /// How long the client waited.
         after: Duration,
+    },
+    /// `--banner`: no whole banner line arrived in time. `got` holds what did.
+    #[error("no banner line from {addr} within {}{}: is the server running with --banner?", humantime::format_duration(*after), partial(got))]
+    NoBanner {
+        /// The server's address.
+        addr: SocketAddr,
+        /// How long the client waited.
+        after: Duration,
+        /// The part of the line that did arrive.
+        got: Vec<u8>,
+    },
+    /// `--banner`: the first line is longer than any banner `upcased` sends.
+    #[error("{addr} sent a first line of more than {max} bytes: not a banner")]
+    BannerTooLong {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The longest banner line read.
+        max: usize,
     },
     /// The server closed the connection without a byte of reply. Right after accepting,
     /// that is what `upcased` does at its connection limit.

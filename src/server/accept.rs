@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use super::admission::Refusal;
 use super::listeners::{ListenerSettings, Preamble};
 use super::stats::{bump, WorkerStats};
-use super::{conn, Shared};
+use super::{conn, preface, Shared};
 use crate::limits;
 
 /// Accepts until the drain begins, then closes the listener (by dropping it) so that new
@@ -25,6 +25,8 @@ pub(crate) async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let local = listener.local_addr().ok();
+    // `{server}` in the banner: the listener's own address.
+    let server = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut backoff = limits::ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
@@ -35,15 +37,44 @@ pub(crate) async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = limits::ACCEPT_BACKOFF_MIN;
+                let _ = stream.set_nodelay(true);
+                if let Some(decoder) = settings.proxy.decoder() {
+                    // The client's address is in the header: only `max_connections` now,
+                    // the per-IP limit once the header is read.
+                    match shared.admit_unplaced() {
+                        Ok(slot) => {
+                            tracker.spawn(preface::proxied(
+                                stream,
+                                peer,
+                                server,
+                                (decoder, settings.proxy.header_timeout),
+                                shared.clone(),
+                                stats.clone(),
+                                slot,
+                            ));
+                        }
+                        Err(why) => refuse(&shared, &stats, stream, peer, why),
+                    }
+                    continue;
+                }
                 match shared.admit(peer.ip()) {
                     Ok(slot) => {
                         bump(&stats.served);
-                        let _ = stream.set_nodelay(true);
-                        match settings.preamble {
-                            Preamble::None => {
+                        match (settings.preamble, shared.config.banner.is_some()) {
+                            (Preamble::None, false) => {
                                 tracker.spawn(conn::serve(
                                     stream,
                                     peer,
+                                    shared.clone(),
+                                    stats.clone(),
+                                    slot,
+                                ));
+                            }
+                            (Preamble::None, true) => {
+                                tracker.spawn(preface::bannered(
+                                    stream,
+                                    peer,
+                                    server,
                                     shared.clone(),
                                     stats.clone(),
                                     slot,
@@ -83,8 +114,15 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Closes a connection over a limit at once, with no data, and counts it.
-fn refuse(shared: &Shared, stats: &WorkerStats, stream: TcpStream, peer: SocketAddr, why: Refusal) {
+/// Closes a connection over a limit at once, with no data, and counts it. `peer` is the
+/// client's address (the PROXY header's, behind a balancer).
+pub(crate) fn refuse(
+    shared: &Shared,
+    stats: &WorkerStats,
+    stream: TcpStream,
+    peer: SocketAddr,
+    why: Refusal,
+) {
     let (counter, what) = match why {
         Refusal::OverLimit => (&stats.rejected_over_limit, "--max-connections"),
         Refusal::PerIp => (&stats.rejected_per_ip, "--max-connections-per-ip"),

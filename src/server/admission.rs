@@ -31,7 +31,8 @@ pub(crate) enum Refusal {
 #[derive(Debug)]
 pub(crate) struct Slot {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    /// The address it is counted under, once placed (and only with a per-IP limit).
+    ip: Option<IpAddr>,
 }
 
 impl Admission {
@@ -61,37 +62,55 @@ impl Admission {
 impl Shared {
     /// Takes a connection slot for `ip`, or says which limit refuses it.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let mut slot = self.admit_unplaced()?;
+        slot.place(ip)?;
+        Ok(slot)
+    }
+
+    /// Takes a place under `max_connections` only: for a connection whose client address is
+    /// not known yet (a PROXY header names it), placed under the per-IP limit by
+    /// [`Slot::place`] once it is.
+    pub(crate) fn admit_unplaced(self: &Arc<Self>) -> Result<Slot, Refusal> {
         let a = &self.admission;
         if a.active.fetch_add(1, Ordering::AcqRel) >= a.max {
             a.active.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::OverLimit);
         }
+        Ok(Slot {
+            shared: self.clone(),
+            ip: None,
+        })
+    }
+}
+
+impl Slot {
+    /// Counts the connection under its client address's limit; on `Err` the slot is still
+    /// unplaced, and dropping it frees its place under `max_connections`.
+    pub(crate) fn place(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        debug_assert!(self.ip.is_none(), "a slot is placed once");
+        let a = &self.shared.admission;
         if let Some(per_ip) = a.max_per_ip {
             let mut map = a.per_ip.lock().unwrap_or_else(|e| e.into_inner());
             let n = map.entry(ip).or_insert(0);
             if *n >= per_ip {
-                drop(map);
-                a.active.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refusal::PerIp);
             }
             *n += 1;
+            self.ip = Some(ip);
         }
-        Ok(Slot {
-            shared: self.clone(),
-            ip,
-        })
+        Ok(())
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let a = &self.shared.admission;
-        if a.max_per_ip.is_some() {
+        if let Some(ip) = self.ip {
             let mut map = a.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = map.get_mut(&self.ip) {
+            if let Some(n) = map.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
-                    map.remove(&self.ip);
+                    map.remove(&ip);
                 }
             }
         }

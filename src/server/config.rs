@@ -7,6 +7,9 @@ use crate::limits;
 use crate::transform::Mode;
 
 use super::conn::Policy;
+use super::listeners::ListenerSettings;
+use crate::banner::Banner;
+use crate::proxy::SettingsError;
 
 /// How the server behaves; every field has a flag in `upcased`. [`validate`](Self::validate)
 /// says whether the server will serve it: [`Server::run`](super::Server::run) refuses an
@@ -33,6 +36,12 @@ pub struct Config {
     pub read_buffer: usize,
     /// UDP datagrams answered per second per source address, at least 1; `None` for no limit.
     pub udp_rate: Option<u32>,
+    /// The settings `upcased` gives every TCP listener it binds (`--proxy-protocol`,
+    /// `--proxy-header-timeout`). The server itself serves each [`Listener`](super::Listener)
+    /// with that listener's own settings.
+    pub listener: ListenerSettings,
+    /// The line sent on every TCP connection before any reply (`--banner`); `None` sends none.
+    pub banner: Option<Banner>,
 }
 
 impl Default for Config {
@@ -46,6 +55,8 @@ impl Default for Config {
             linger_timeout: limits::LINGER_TIMEOUT,
             read_buffer: limits::READ_CHUNK,
             udp_rate: None,
+            listener: ListenerSettings::default(),
+            banner: None,
         }
     }
 }
@@ -79,6 +90,9 @@ pub enum ConfigError {
     /// `udp_rate` is `Some(0)`.
     #[error("udp_rate is 0: no datagram could ever be answered; give at least 1, or no limit")]
     NoUdpRate,
+    /// A listener's PROXY protocol setting cannot work.
+    #[error("listener settings: {0}")]
+    Proxy(#[from] SettingsError),
 }
 
 impl Config {
@@ -108,6 +122,7 @@ impl Config {
         if self.udp_rate == Some(0) {
             return Err(ConfigError::NoUdpRate);
         }
+        self.listener.validate()?;
         Ok(())
     }
 
@@ -174,6 +189,14 @@ mod tests {
             }
         ));
         assert_eq!(bad(|c| c.udp_rate = Some(0)), ConfigError::NoUdpRate);
+        assert_eq!(
+            bad(|c| c.listener.proxy.header_timeout = Duration::ZERO),
+            ConfigError::Proxy(SettingsError::ZeroTimeout)
+        );
+        assert_eq!(
+            bad(|c| c.listener.proxy.max_v2_header = 16),
+            ConfigError::Proxy(SettingsError::V2Cap(16))
+        );
     }
 
     #[test]

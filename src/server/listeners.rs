@@ -1,11 +1,13 @@
 //! What a server serves on: listeners that carry their own settings, and UDP sockets.
 //!
-//! A [`Listener`] is a bound socket plus what it speaks before the byte stream starts. Today
-//! that is nothing ([`Preamble::None`]); a PROXY protocol header and a TLS handshake are the
-//! settings the next changes add, as fields or variants here, so that every listener keeps
-//! its own.
+//! A [`Listener`] is a bound socket plus what it speaks before the byte stream starts: the
+//! PROXY protocol header it requires ([`ListenerSettings::proxy`]), and the [`Preamble`]
+//! (where a TLS handshake goes). Every listener keeps its own, so a per-listener flag is one
+//! line in the binary.
 
 use std::io;
+
+use crate::proxy::{ProxySettings, SettingsError};
 
 /// What a connection on a listener speaks before the upper-casing stream begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +24,22 @@ pub enum Preamble {
 pub struct ListenerSettings {
     /// What comes before the stream.
     pub preamble: Preamble,
+    /// The PROXY protocol header every connection must start with (`--proxy-protocol`), read
+    /// before the preamble and the stream; off by default.
+    pub proxy: ProxySettings,
+}
+
+impl ListenerSettings {
+    /// These settings with `proxy` as the PROXY protocol setting.
+    pub fn with_proxy(self, proxy: ProxySettings) -> Self {
+        ListenerSettings { proxy, ..self }
+    }
+
+    /// Checks every setting; [`Server::run`](super::Server::run) refuses a listener whose
+    /// settings fail this.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.proxy.validate()
+    }
 }
 
 /// A bound TCP listener and its settings.
@@ -34,6 +52,11 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// A listener with these settings.
+    pub fn new(socket: std::net::TcpListener, settings: ListenerSettings) -> Self {
+        Listener { socket, settings }
+    }
+
     /// A listener with the default settings: the stream starts at once.
     pub fn plain(socket: std::net::TcpListener) -> Self {
         Listener {

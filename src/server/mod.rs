@@ -24,6 +24,8 @@
 //! | `listeners.rs` | [`Listener`]: a socket and its settings; [`Listeners`]: one worker's set |
 //! | `workers.rs` | runtimes, one worker's tasks, the counter summary |
 //! | `accept.rs` | the accept loop, refusals, the EMFILE back-off |
+//! | `preface.rs` | before the core: the PROXY header, the per-IP limit on its address, the banner |
+//! | `metrics.rs` | the admin port's [`Snapshot`](crate::admin::Snapshot), summed from the workers at scrape time |
 //! | `admission.rs` | the connection limits shared by all workers |
 //! | `conn/` | one connection: the state machine, the readiness driver, the transport seam |
 //! | `drain.rs` | the drain signal and its deadline |
@@ -38,14 +40,16 @@ pub mod conn;
 mod drain;
 mod listeners;
 mod log;
+mod metrics;
 mod options;
+mod preface;
 mod stats;
 mod udp;
 mod workers;
 
 pub use config::{Config, ConfigError};
 pub use listeners::{Listener, ListenerSettings, Listeners, Preamble};
-pub use options::ServerArgs;
+pub use options::{BannerSetupError, ServerArgs};
 pub use stats::Stats;
 pub use udp::MIN_REPLY_PORT;
 
@@ -75,6 +79,8 @@ pub(crate) struct Shared {
     workers: Mutex<Vec<Arc<WorkerStats>>>,
     limit_log: RateLimitedLog,
     accept_log: RateLimitedLog,
+    /// Refused PROXY headers.
+    proxy_log: RateLimitedLog,
 }
 
 impl Shared {
@@ -124,6 +130,7 @@ impl Server {
                 workers: Mutex::new(Vec::new()),
                 limit_log: RateLimitedLog::default(),
                 accept_log: RateLimitedLog::default(),
+                proxy_log: RateLimitedLog::default(),
                 invalid,
                 config,
             }),
@@ -145,12 +152,19 @@ impl Server {
         self.shared.begin_drain();
     }
 
-    /// `Err` (`InvalidInput`, holding the [`ConfigError`]) if the configuration is invalid.
-    fn check(&self) -> io::Result<()> {
-        match &self.shared.invalid {
-            Some(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone())),
-            None => Ok(()),
+    /// `Err` (`InvalidInput`, holding the [`ConfigError`]) if the configuration, or the
+    /// settings of a listener in `sets`, is invalid.
+    fn check<'a>(&self, sets: impl IntoIterator<Item = &'a Listeners>) -> io::Result<()> {
+        let invalid = |e: ConfigError| Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+        if let Some(e) = &self.shared.invalid {
+            return invalid(e.clone());
         }
+        for l in sets.into_iter().flat_map(|set| &set.tcp) {
+            if let Err(e) = l.settings.validate() {
+                return invalid(e.into());
+            }
+        }
+        Ok(())
     }
 
     /// Serves on the current tokio runtime until `shutdown` resolves, then drains:
@@ -161,8 +175,9 @@ impl Server {
         listeners: impl Into<Listeners>,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        self.check()?;
-        let worker = worker(self.shared.clone(), listeners.into(), true);
+        let listeners = listeners.into();
+        self.check([&listeners])?;
+        let worker = worker(self.shared.clone(), listeners, true);
         tokio::pin!(worker);
         tokio::select! {
             r = &mut worker => return r,
@@ -201,7 +216,7 @@ impl Server {
         sets: Vec<Listeners>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        self.check()?;
+        self.check(&sets)?;
         let mut sets = sets.into_iter();
         let first = sets.next().unwrap_or_default();
         let mut threads = Vec::new();

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::Config;
+use super::{Config, ListenerSettings};
+use crate::banner::{hostname, Banner, BannerError, Template};
 use crate::limits;
 use crate::logging::LogFormat;
+use crate::proxy::{ProxyMode, ProxySettings};
 use crate::transform::Mode;
 use crate::units::{parse_duration, parse_listen_addr, parse_size_in};
 
@@ -23,6 +25,8 @@ Examples:
   upcased --idle-timeout 0 --workers 1      never close idle connections; one thread
   UPCASED_LISTEN='127.0.0.1:7000, [::1]:7000' upcased
   kill -USR1 $(pidof upcased)               log the counters now
+  upcased --proxy-protocol v2 --admin 127.0.0.1:9277 --banner '{id} saw {client}'
+                                            behind HAProxy (send-proxy-v2), with probes and metrics
 
 Exit status: 0 after a drain (SIGTERM or SIGINT), 1 when it cannot serve, 2 for usage errors.";
 
@@ -83,6 +87,36 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
 
+    /// PROXY protocol header every TCP connection must start with (from a balancer such as
+    /// HAProxy): off, v1, v2, or any (either, told apart by its signature). A connection
+    /// without one is closed unanswered; the header's client address is used everywhere.
+    #[arg(long, value_name = "off|v1|v2|any", env = "UPCASED_PROXY_PROTOCOL", value_enum,
+          default_value_t = ProxyMode::Off, hide_possible_values = true)]
+    pub proxy_protocol: ProxyMode,
+
+    /// The whole PROXY header must arrive within this long of the accept (more than 0).
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_positive_duration)]
+    pub proxy_header_timeout: Duration,
+
+    /// A line sent on every TCP connection before any reply: {id}, {server} (the listener's
+    /// address), {client} (the client's, from the PROXY header if any), {hostname}; {{ and }}
+    /// for braces. Example: '{id} saw {client}'.
+    #[arg(long, value_name = "TEMPLATE", value_parser = Template::parse)]
+    pub banner: Option<Template>,
+
+    /// This instance's name in the banner's {id}. [default: the host name]
+    #[arg(long, value_name = "ID", requires = "banner")]
+    pub instance_id: Option<String>,
+
+    /// Serve /livez, /readyz and /metrics (Prometheus) over HTTP on this address. [default: off]
+    #[arg(long, value_name = "ADDR", env = "UPCASED_ADMIN", value_parser = parse_listen_addr)]
+    pub admin: Option<SocketAddr>,
+
+    /// After SIGTERM, /readyz answers 503 at once but the listeners keep serving this long
+    /// before the drain begins, so a balancer can take the instance out of rotation first.
+    #[arg(long, value_name = "DUR", default_value = "0", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
     /// Log line format.
     #[arg(long, value_name = "text|json", value_enum, default_value_t = LogFormat::Text,
           hide_possible_values = true)]
@@ -114,7 +148,42 @@ impl ServerArgs {
             linger_timeout: self.linger_timeout,
             read_buffer: self.read_buffer,
             udp_rate: self.udp_rate,
+            listener: ListenerSettings::default().with_proxy(ProxySettings {
+                mode: self.proxy_protocol,
+                header_timeout: self.proxy_header_timeout,
+                ..ProxySettings::default()
+            }),
+            banner: None,
         }
+    }
+
+    /// The `--banner` template bound to this instance: `{id}` is `--instance-id`, or the host
+    /// name. `None` without `--banner`.
+    pub fn banner(&self) -> Result<Option<Banner>, BannerSetupError> {
+        let Some(template) = &self.banner else {
+            return Ok(None);
+        };
+        let host = hostname().map_err(BannerSetupError::Hostname)?;
+        let id = self.instance_id.as_deref().unwrap_or(&host);
+        Ok(Some(template.bind(id, &host)?))
+    }
+}
+
+/// Why `--banner` cannot be used (a usage error: exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum BannerSetupError {
+    /// The template, bound to the instance id and host name, is refused.
+    #[error("--banner: {0}")]
+    Banner(#[from] BannerError),
+    /// The host name, for `{hostname}` and the default `{id}`, could not be read.
+    #[error("--banner: could not read the host name: {0}")]
+    Hostname(std::io::Error),
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("0 would refuse every connection: give more than 0".into()),
+        d => Ok(d),
     }
 }
 
@@ -176,9 +245,48 @@ mod tests {
             &["--read-buffer", "16MiB", "--idle-timeout", "7d"],
             &["--shutdown-timeout", "0", "--linger-timeout", "7d"],
             &["--udp", "--udp-rate", "1", "--max-connections-per-ip", "1"],
+            &["--proxy-protocol", "any", "--proxy-header-timeout", "7d"],
+            &[
+                "--proxy-protocol",
+                "v2",
+                "--admin",
+                "127.0.0.1:0",
+                "--drain-delay",
+                "7d",
+            ],
         ] {
             assert_eq!(parse(args).unwrap().config().validate(), Ok(()), "{args:?}");
         }
+    }
+
+    #[test]
+    fn the_proxy_flags_set_every_listener() {
+        let c = parse(&["--proxy-protocol", "v1", "--proxy-header-timeout", "3s"])
+            .unwrap()
+            .config();
+        assert_eq!(c.listener.proxy.mode, ProxyMode::V1);
+        assert_eq!(c.listener.proxy.header_timeout, Duration::from_secs(3));
+        assert_eq!(
+            parse(&[]).unwrap().config().listener.proxy.mode,
+            ProxyMode::Off
+        );
+    }
+
+    #[test]
+    fn the_banner_binds_the_instance_id() {
+        let args = parse(&["--banner", "{id} saw {client}", "--instance-id", "edge-1"]).unwrap();
+        let line = args.banner().unwrap().unwrap().render(
+            "127.0.0.1:1".parse().unwrap(),
+            "192.0.2.7:5000".parse().unwrap(),
+        );
+        assert_eq!(line, b"edge-1 saw 192.0.2.7:5000\n");
+        assert!(parse(&[]).unwrap().banner().unwrap().is_none());
+        let long = "x".repeat(limits::MAX_BANNER);
+        let e = parse(&["--banner", &long]).unwrap().banner().unwrap_err();
+        assert!(matches!(
+            e,
+            BannerSetupError::Banner(BannerError::TooLong(_))
+        ));
     }
 
     #[test]
@@ -192,6 +300,12 @@ mod tests {
             &["--read-buffer", "17MiB"],
             &["--udp", "--udp-rate", "0"],
             &["--listen", "[::ffff:127.0.0.1]:2277"],
+            &["--proxy-protocol", "v3"],
+            &["--proxy-header-timeout", "0"],
+            &["--banner", "{nope}"],
+            &["--banner", ""],
+            &["--instance-id", "a"],
+            &["--admin", "nowhere"],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

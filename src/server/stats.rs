@@ -14,6 +14,7 @@ pub(crate) struct WorkerStats {
     pub(crate) served: AtomicU64,
     pub(crate) rejected_over_limit: AtomicU64,
     pub(crate) rejected_per_ip: AtomicU64,
+    pub(crate) rejected_proxy_header: AtomicU64,
     pub(crate) accept_resource_errors: AtomicU64,
     pub(crate) closed_client: AtomicU64,
     pub(crate) closed_idle: AtomicU64,
@@ -65,6 +66,7 @@ impl WorkerStats {
         s.served += get(&self.served);
         s.rejected_over_limit += get(&self.rejected_over_limit);
         s.rejected_per_ip += get(&self.rejected_per_ip);
+        s.rejected_proxy_header += get(&self.rejected_proxy_header);
         s.accept_resource_errors += get(&self.accept_resource_errors);
         s.closed_client += get(&self.closed_client);
         s.idle_closed += get(&self.closed_idle);
@@ -83,7 +85,7 @@ impl WorkerStats {
 /// Counters of what the server has done, summed over its workers, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Connections accepted and served.
+    /// Connections accepted and served (behind a PROXY header, once the header was read).
     pub served: u64,
     /// Connections being served now.
     pub active: usize,
@@ -91,6 +93,9 @@ pub struct Stats {
     pub rejected_over_limit: u64,
     /// Connections closed at once because their address had `max_connections_per_ip`.
     pub rejected_per_ip: u64,
+    /// Connections closed unanswered because their PROXY protocol header was missing,
+    /// malformed, oversized, of a version not accepted, incomplete or late.
+    pub rejected_proxy_header: u64,
     /// Connections that ended because the client half-closed.
     pub closed_client: u64,
     /// Connections closed by the idle timeout.
@@ -128,7 +133,7 @@ impl fmt::Display for Stats {
              bytes in {} out {}, accept errors {}",
             self.served,
             self.active,
-            self.rejected_over_limit + self.rejected_per_ip,
+            self.rejected_over_limit + self.rejected_per_ip + self.rejected_proxy_header,
             self.closed_client,
             self.idle_closed,
             self.closed_drain,

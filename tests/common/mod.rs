@@ -49,6 +49,11 @@ impl TestServer {
         Self::serve(listeners, config)
     }
 
+    /// On listeners the test bound itself (with their own settings); `addr` is the first.
+    pub fn start_on_listeners(listeners: Listeners, config: Config) -> TestServer {
+        Self::serve(listeners, config)
+    }
+
     fn serve(listeners: Listeners, config: Config) -> TestServer {
         let addr = listeners.tcp[0].socket.local_addr().unwrap();
         let server = Server::new(config);

@@ -1,0 +1,201 @@
+//! `upcased --proxy-protocol v2 --admin … --banner '{id} saw {client}'` behind a real HAProxy
+//! on loopback (`send-proxy-v2`, `check-send-proxy`, a `/readyz` check), when `haproxy` is on
+//! PATH: the banner and the log name the real client, `/metrics` counts it, and after
+//! SIGTERM `/readyz` says 503 and HAProxy takes the server out of rotation.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Upcased, PATIENCE};
+
+struct Haproxy(Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn haproxy_on_path() -> bool {
+    Command::new("haproxy")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: upcased\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// The admin address from `upcased`'s log (its line follows the "listening on" lines).
+fn admin_addr(u: &Upcased) -> SocketAddr {
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let log = u.log();
+        if let Some(i) = log.find("admin port on http://") {
+            let rest = &log[i + 21..];
+            return rest[..rest.find('/').unwrap()].parse().unwrap();
+        }
+        assert!(Instant::now() < end, "no admin line in:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One connection through HAProxy: the banner line and the reply, or `None` if HAProxy
+/// closed it (no server up yet).
+fn through(front: SocketAddr) -> Option<(SocketAddr, String)> {
+    let mut s = TcpStream::connect(front).ok()?;
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(b"hello through haproxy\n").ok()?;
+    s.shutdown(std::net::Shutdown::Write).ok()?;
+    let mut got = String::new();
+    s.read_to_string(&mut got).ok()?;
+    (!got.is_empty()).then_some((me, got))
+}
+
+#[test]
+fn behind_haproxy_the_banner_and_log_name_the_real_client_and_readyz_takes_it_out() {
+    if !haproxy_on_path() {
+        eprintln!("skipped: haproxy not found");
+        return;
+    }
+    let mut u = Upcased::spawn(&[
+        "--proxy-protocol",
+        "v2",
+        "--admin",
+        "127.0.0.1:0",
+        "--banner",
+        "{id} saw {client}",
+        "--instance-id",
+        "edge-1",
+        "--drain-delay",
+        "1h",
+        "-v",
+    ]);
+    let admin = admin_addr(&u);
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"global
+    maxconn 64
+    log stderr format short local0 info
+defaults
+    mode tcp
+    log global
+    timeout connect 2s
+    timeout client 20s
+    timeout server 20s
+    timeout check 1s
+frontend upcase
+    bind {front}
+    default_backend upcased
+backend upcased
+    option tcp-check
+    tcp-check connect port {admin_port} linger
+    tcp-check send "GET /readyz HTTP/1.1\r\nHost: upcased\r\nConnection: close\r\n\r\n"
+    tcp-check expect rstring "^HTTP/1\.[01] 200"
+    tcp-check connect default linger
+    tcp-check send "ping\n"
+    tcp-check expect string PING
+    server u1 {backend} send-proxy-v2 check check-send-proxy inter 200ms fall 1 rise 1
+"#,
+            admin_port = admin.port(),
+            backend = u.addr,
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("haproxy.log");
+    let _haproxy = Haproxy(
+        Command::new("haproxy")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    let end = Instant::now() + PATIENCE;
+    let (me, got) = loop {
+        if let Some(done) = through(front) {
+            break done;
+        }
+        assert!(Instant::now() < end, "nothing through haproxy");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // HAProxy's own socket reached upcased; the banner names the client behind it.
+    assert_eq!(got, format!("edge-1 saw {me}\nHELLO THROUGH HAPROXY\n"));
+    let end = Instant::now() + PATIENCE;
+    while !u.log().contains(&format!("conn{{peer={me}}}")) {
+        assert!(
+            Instant::now() < end,
+            "the log never named {me}:\n{}",
+            u.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let metrics = http_get(admin, "/metrics");
+    assert!(
+        metrics.contains("upcased_connections_rejected_total{reason=\"proxy_header\"} 0"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("upcased_connections_accepted_total 0\n"));
+    // check-send-proxy's LOCAL headers were served too.
+    assert!(u.log().contains("local=true"), "{}", u.log());
+
+    u.signal("TERM");
+    assert!(http_get(admin, "/readyz").starts_with("HTTP/1.1 503"));
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap();
+        if said.contains("is DOWN") {
+            break;
+        }
+        assert!(Instant::now() < end, "haproxy kept the server up:\n{said}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Out of rotation, but still serving a client that reaches it directly.
+    let mut direct = TcpStream::connect(u.addr).unwrap();
+    direct.set_read_timeout(Some(PATIENCE)).unwrap();
+    direct
+        .write_all(&upcase::proxy::v2_header(None, &[], false))
+        .unwrap();
+    direct.write_all(b"direct\n").unwrap();
+    let mut reply = [0u8; 64];
+    let mut n = 0;
+    while !reply[..n].ends_with(b"DIRECT\n") {
+        let k = direct.read(&mut reply[n..]).unwrap();
+        assert!(k > 0, "closed: {:?}", &reply[..n]);
+        n += k;
+    }
+    u.signal("TERM");
+    assert!(u.wait().success());
+}
