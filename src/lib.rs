@@ -20,6 +20,7 @@
 //! | [`server::conn`] | one connection: [`Connection`](server::conn::Connection), the sans-I/O state machine that holds the policy (transform, line boundary, idle and drain deadlines, memory bound); the tokio readiness driver that runs it (where an io_uring driver goes beside it); and [`Transport`](server::conn::Transport), the seam beneath that driver (where TLS goes) |
 //! | [`reuseport`] | `--reuse-port`: TCP and UDP sockets bound with `SO_REUSEPORT` |
 //! | [`systemd`] | socket activation (inherited listeners) and `sd_notify` readiness, stop and watchdog |
+//! | [`generate`] | `--generate`: man pages and shell completions from the clap definitions |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
 //! | [`check`] | `upcase check`: the conformance suite that grades any server, and its reports |
@@ -32,6 +33,7 @@ pub mod banner;
 pub mod bench;
 pub mod check;
 pub mod client;
+pub mod generate;
 pub mod limits;
 pub mod logging;
 pub mod net;
