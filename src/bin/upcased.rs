@@ -102,7 +102,7 @@ fn run(
         }
         let mut listeners = Listeners::default();
         for i in &inherited {
-            info!(fd = i.fd, name = %i.name, kind = i.kind(), addr = %i.local_addr()?, "inherited socket");
+            info!(fd = i.fd, name = %i.name, kind = %i.kind(), addr = %i.local_addr()?, "inherited socket");
         }
         let (tcp, udp) = systemd::partition(inherited);
         listeners.tcp = tcp.into_iter().map(|(_, l)| Listener::plain(l)).collect();
