@@ -369,3 +369,26 @@ fn without_reuse_port_a_second_process_on_the_port_fails_clearly() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("address already in use"), "{err}");
 }
+
+#[test]
+fn without_activation_upcased_binds_itself_notifies_and_pings_the_watchdog() {
+    let (notify_name, notify) = notify_socket();
+    let mut cmd = Command::new(UPCASED);
+    cmd.env("NOTIFY_SOCKET", &notify_name)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
+    let mut u = Upcased::spawn_with(cmd, &["--workers", "2"]);
+    let seen = expect_notification(&notify, "READY=1");
+    assert!(
+        seen.last()
+            .unwrap()
+            .contains(&format!("STATUS=serving 1 listener on {}", u.addr)),
+        "{seen:?}"
+    );
+    expect_notification(&notify, "WATCHDOG=1");
+    u.signal("TERM");
+    expect_notification(&notify, "STOPPING=1");
+    assert!(u.wait().success());
+}

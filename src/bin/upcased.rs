@@ -128,7 +128,12 @@ fn run(
         info!("listening on {addr} (udp)");
         addrs.push(format!("{addr} (udp)"));
     }
-    let status = format!("serving {} listeners on {}", addrs.len(), addrs.join(", "));
+    let plural = if addrs.len() == 1 { "" } else { "s" };
+    let status = format!(
+        "serving {} listener{plural} on {}",
+        addrs.len(),
+        addrs.join(", ")
+    );
     let exit = CancellationToken::new();
     let watchdog_stop = exit.clone();
     let ready = notifier.clone();
