@@ -51,6 +51,7 @@ pub struct CheckArgs {
     /// The server to grade: `HOST:PORT` or `[V6]:PORT`.
     #[arg(
         value_name = "ADDR",
+        value_parser = crate::client::parse_target,
         help = "The server to grade: HOST:PORT or [V6]:PORT (the first address that accepts is used)"
     )]
     pub addr: String,
