@@ -106,8 +106,13 @@ def load(a):
                     c0 = session_cpu(p.pid)
                     out = subprocess.run(argv, capture_output=True, text=True, timeout=a.secs + 120)
                     if out.returncode != 0:
-                        print(f"# {name} {wname}: exit {out.returncode}: {out.stderr.strip()[:200]}",
-                              file=sys.stderr)
+                        # A failed run's reasons are in its JSON (errors, schedule); usage and
+                        # connect errors on stderr.
+                        try:
+                            why = json.dumps(json.loads(out.stdout)["errors"])
+                        except (ValueError, KeyError):
+                            why = out.stderr.strip()[:200]
+                        print(f"# {name} {wname}: exit {out.returncode}: {why}", file=sys.stderr)
                         res.setdefault((name, wname), []).append(None)
                         continue
                     j = json.loads(out.stdout)

@@ -3,8 +3,9 @@
 # peers (socat, OpenBSD netcat) if they are missing, and measures them with `upcase bench` and
 # pipe mode against `nc -N`. Extra arguments go to scripts/bench.py, e.g. --rounds 5 --pin.
 #
-# The cross-check against the shared C references is separate:
-#   python3 ../shared/bench/compare.py --pin --rounds 3 --project-bin target/release/upcased
+# Everything here runs from this repository alone; idle memory is scripts/idle_mem.py. The
+# cross-check against the C references in ../shared/bench/ (compare.py, loadgen.c) is external:
+# those programs are not part of this repository (see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

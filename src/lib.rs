@@ -10,6 +10,7 @@
 //! | [`transform`] | the pure streaming upper-caser: bytes in, bytes out, ≤ 3 bytes of state |
 //! | [`limits`] | every bound and default, named, with the reason for its value |
 //! | [`logging`] | `tracing` set-up for the binaries: text or JSON, to stderr |
+//! | [`textgen`] | the one pseudo-random text generator (xorshift64), for bench messages and check lines |
 //! | [`units`] | the values typed on a command line: durations, sizes, addresses — one rule each |
 //! | [`net`] | listener binding, descriptor limits |
 //! | [`tls`] | TLS for both sides (rustls, ring): certificates and reload, configurations, handshakes and their failure reasons, the TLS pipe |
@@ -41,6 +42,7 @@ pub mod proxy;
 pub mod reuseport;
 pub mod server;
 pub mod systemd;
+pub mod textgen;
 pub mod tls;
 pub mod transform;
 pub mod units;

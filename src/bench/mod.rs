@@ -30,8 +30,11 @@ use std::io;
 pub use options::{BenchArgs, Text};
 pub use payload::Payload;
 pub use progress::Progress;
-pub use result::{BenchResult, Errors, Latency, LoopMode, Transport};
-pub use run::run;
+pub use result::{
+    BenchResult, Errors, Latency, LoopMode, ScheduleReport, Transport, EXIT_INTERRUPTED,
+    MAX_SCHEDULE_SLIP,
+};
+pub use run::{run, run_until, LATE_SEND, MAX_IN_FLIGHT};
 
 use crate::client::ClientError;
 
@@ -45,6 +48,14 @@ pub enum BenchError {
     /// The address could not be resolved, or the first connection failed.
     #[error(transparent)]
     Connect(#[from] ClientError),
+    /// `--banner`: the first connection got no banner line.
+    #[error("no banner from {addr}: {reason} (is the server run with --banner?)")]
+    NoBanner {
+        /// The address as the user gave it.
+        addr: String,
+        /// What arrived instead.
+        reason: String,
+    },
     /// `--udp`: the probe datagram got no reply.
     #[error("could not reach {addr} over UDP: {reason}")]
     UdpUnreachable {

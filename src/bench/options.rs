@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::BenchError;
-use crate::net::parse_duration;
+use crate::limits::MAX_DURATION;
+use crate::units::parse_duration;
 
 /// Default `--connections`: a hundred connections is the smallest count at which a
 /// multi-worker server has enough concurrent work to show its throughput, and far below
@@ -46,6 +47,21 @@ pub const MAX_PIPELINE: u32 = 4096;
 /// one datagram, so `--udp` needs `--size` at most this.
 pub const MAX_UDP_SIZE: u32 = 65_507;
 
+/// The lowest `--rate`: one message every 1000 s. Below it a run of any sensible length
+/// sends nothing, and the schedule's intervals (connections ÷ rate) would stop fitting a
+/// timer.
+pub const MIN_RATE: f64 = 1e-3;
+
+/// The highest `--rate`: a trillion messages per second, a hundred thousand times what one
+/// thread can send. Messages the schedule cannot send are counted, never queued, so a rate
+/// this high costs no memory; the bound keeps the counts (rate × the longest run) exact in
+/// a `u64`.
+pub const MAX_RATE: f64 = 1e12;
+
+/// The longest banner line `--banner` reads, LF included. A banner is one short line (an
+/// instance name and addresses); a server that sends more without LF is not sending one.
+pub const MAX_BANNER: usize = 4096;
+
 /// Which text the messages carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,17 +93,18 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=MAX_PIPELINE as i64))]
     pub pipeline: u32,
 
-    /// Length of the timed window (500ms, 10s, 5m).
+    /// Length of the timed window (500ms, 10s, 5m; at most a week).
     // clap needs the default as text; `defaults_match_the_named_constants` keeps it in step.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
     pub duration: Duration,
 
-    /// Load before the timed window, not counted in the figures; 0 for none.
+    /// Load before the timed window, not counted in the figures; 0 for none (at most a
+    /// week).
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
     pub warmup: Duration,
 
     /// Open loop: R messages per second in total, sent on a fixed schedule whatever the
-    /// replies do; latency counts from each message's scheduled time.
+    /// replies do; latency counts from each message's scheduled time. From 0.001 to 1e12.
     #[arg(long, value_name = "R", value_parser = parse_rate)]
     pub rate: Option<f64>,
 
@@ -99,6 +116,17 @@ pub struct BenchArgs {
     /// `--udp` flag (so `upcase bench --udp` and `upcase --udp bench` both work).
     #[arg(skip)]
     pub udp: bool,
+
+    /// Read the banner line the server sends on each connection (`upcased --banner`)
+    /// before the window, and report how many connections each distinct banner got.
+    #[arg(long)]
+    pub banner: bool,
+
+    /// Reopen a connection that the server closes cleanly at a message boundary with every
+    /// reply complete (a rolling restart, a balancer), counting it in `reconnects` rather
+    /// than as an error. A close with a reply owed stays an error.
+    #[arg(long)]
+    pub reconnect: bool,
 
     /// Print the result as one JSON object instead of a table.
     #[arg(long)]
@@ -116,6 +144,8 @@ impl Default for BenchArgs {
             rate: None,
             text: Text::Ascii,
             udp: false,
+            banner: false,
+            reconnect: false,
             json: false,
         }
     }
@@ -128,6 +158,16 @@ impl BenchArgs {
         let usage = |s: String| Err(BenchError::Usage(s));
         if self.duration.is_zero() {
             return usage("--duration must be more than zero".into());
+        }
+        if self.udp && self.banner {
+            return usage(
+                "--banner reads a line at the start of a TCP connection; it does not go \
+                 with --udp"
+                    .into(),
+            );
+        }
+        if self.udp && self.reconnect {
+            return usage("--reconnect reopens TCP connections; it does not go with --udp".into());
         }
         if self.udp && self.size > MAX_UDP_SIZE {
             return usage(format!(
@@ -146,24 +186,40 @@ impl BenchArgs {
         if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
             return usage(format!("--pipeline must be between 1 and {MAX_PIPELINE}"));
         }
-        if let Some(rate) = self.rate {
-            if !(rate.is_finite() && rate > 0.0) {
+        for (flag, d) in [("--duration", self.duration), ("--warmup", self.warmup)] {
+            if d > MAX_DURATION {
                 return usage(format!(
-                    "--rate {rate} is not a rate: expected a positive number of messages per second"
+                    "{flag} {} is too long: durations go up to {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(MAX_DURATION)
                 ));
             }
+        }
+        if let Some(rate) = self.rate {
+            check_rate(rate).map_err(BenchError::Usage)?;
         }
         Ok(())
     }
 }
 
-/// Parses `--rate`: a positive, finite number of messages per second.
+/// Parses `--rate`: a number of messages per second from [`MIN_RATE`] to [`MAX_RATE`].
 fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!(
-            "`{s}` is not a rate: expected a positive number of messages per second, e.g. 10000"
-        )),
+    let rate = s.trim().parse::<f64>().map_err(|_| {
+        format!("`{s}` is not a rate: expected a number of messages per second, e.g. 10000")
+    })?;
+    check_rate(rate)?;
+    Ok(rate)
+}
+
+/// Whether `rate` lies in [`MIN_RATE`]`..=`[`MAX_RATE`] (which also rules out NaN and
+/// infinities), with the range in the error.
+fn check_rate(rate: f64) -> Result<(), String> {
+    if (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--rate {rate} is out of range: give between {MIN_RATE} and {MAX_RATE:e} messages per second"
+        ))
     }
 }
 
@@ -201,6 +257,39 @@ mod tests {
         assert!(parse_rate("-3").is_err());
         assert!(parse_rate("inf").is_err());
         assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("NaN").is_err());
+        assert!(parse_rate("1e-19").unwrap_err().contains("out of range"));
+        assert!(parse_rate("1e13").unwrap_err().contains("out of range"));
+        assert_eq!(parse_rate("1e12").unwrap(), MAX_RATE);
+        assert_eq!(parse_rate("0.001").unwrap(), MIN_RATE);
+    }
+
+    #[test]
+    fn the_library_refuses_what_the_flags_refuse() {
+        for rate in [0.0, -1.0, 1e-19, 1e13, f64::NAN, f64::INFINITY] {
+            let args = BenchArgs {
+                rate: Some(rate),
+                pipeline: 1,
+                ..BenchArgs::default()
+            };
+            assert!(
+                matches!(args.validate(), Err(BenchError::Usage(_))),
+                "{rate}"
+            );
+        }
+        let long = MAX_DURATION + Duration::from_secs(1);
+        for args in [
+            BenchArgs {
+                duration: long,
+                ..BenchArgs::default()
+            },
+            BenchArgs {
+                warmup: long,
+                ..BenchArgs::default()
+            },
+        ] {
+            assert!(matches!(args.validate(), Err(BenchError::Usage(_))));
+        }
     }
 
     #[test]

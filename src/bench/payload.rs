@@ -5,6 +5,7 @@
 //! against the service's definition of upper-casing, not against a second copy of it.
 
 use super::options::Text;
+use crate::textgen;
 use crate::transform::{self, Mode};
 
 /// Lower-case words whose upper-case has the same UTF-8 length (`ß` → `SS` is 2 → 2 bytes),
@@ -38,14 +39,8 @@ impl Payload {
         let mut message = Vec::with_capacity(size);
         match text {
             Text::Ascii => {
-                // A fixed xorshift sequence: varied letters, the same message on every run.
-                let mut x: u32 = 0x9E37_79B9;
-                while message.len() + 1 < size {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    message.push(b'a' + (x % 26) as u8);
-                }
+                // Varied letters, the same message on every run.
+                message = textgen::text(size - 1, b"abcdefghijklmnopqrstuvwxyz");
             }
             Text::Unicode => {
                 let mut w: usize = 0;

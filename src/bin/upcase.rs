@@ -131,6 +131,12 @@ enum Command {
     /// Exit status: 0 if every case passes, 1 if any fails, 2 if the server cannot be
     /// reached or the usage is wrong.
     Check(upcase::check::CheckArgs),
+    /// Grade a client: run it once per case against a scripted server, and report on each.
+    ///
+    /// Put the client's command after `--`; `{host}`, `{port}` and `{addr}` in it are
+    /// replaced with the scripted server's address. Exit status: 0 if every counted case
+    /// passes, 1 if any fails, 2 for usage errors, 130 after Ctrl-C.
+    CheckClient(upcase::check::client::ClientCheckArgs),
     /// Send one message (the words joined by spaces, plus LF) and print the reply line.
     ///
     /// Exit status: 0 with the reply on stdout; 1 when the server is unreachable, too slow
@@ -144,8 +150,9 @@ enum Command {
     },
     /// Load the server and measure it: throughput, latency percentiles, every reply checked.
     ///
-    /// Exit status: 0 when every reply was right, 1 when any was wrong or a connection
-    /// failed, 2 for usage errors and an unreachable server.
+    /// Exit status: 0 when every reply was right and on time, 1 when any was wrong, late or
+    /// missing, a connection failed, or the open loop's schedule slipped; 2 for usage
+    /// errors and an unreachable server; 130 after Ctrl-C (the figures so far are printed).
     Bench {
         #[command(flatten)]
         talk: BenchTalk,
@@ -266,14 +273,35 @@ fn local(what: &'static str) -> impl FnOnce(std::io::Error) -> ClientError {
 
 fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     match cli.command {
-        Some(Command::Check(args)) => check(&args),
+        Some(Command::Check(args)) => {
+            let code = upcase::check::cli::check(&args, std::io::stdout(), &mut std::io::stderr());
+            Ok(ExitCode::from(code))
+        }
+        Some(Command::CheckClient(args)) => {
+            let code =
+                upcase::check::cli::check_client(&args, std::io::stdout(), &mut std::io::stderr());
+            Ok(ExitCode::from(code))
+        }
         Some(Command::Bench { talk, mut args }) => {
             args.udp = talk.udp;
             // The progress line goes to stderr, but only when a person watches stdout.
             let progress = std::io::stdout()
                 .is_terminal()
                 .then(bench::Progress::stderr);
-            let result = match bench::run(&talk.connect, talk.timeout, &args, progress.as_ref()) {
+            // Ctrl-C ends the run early: the figures so far are printed, and the status is 130.
+            let ctrl_c = || async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let run = bench::run_until(
+                &talk.connect,
+                talk.timeout,
+                &args,
+                progress.as_ref(),
+                ctrl_c,
+            );
+            let result = match run {
                 Ok(result) => result,
                 Err(e) => {
                     eprintln!("upcase: error: {e}");
@@ -407,74 +435,5 @@ fn run_udp(talk: &Talk, no_history: bool) -> Result<(), ClientError> {
             .map_err(local("opening stdout"))?;
         let mut out = std::io::BufWriter::new(std::fs::File::from(stdout));
         client::pipe_udp(&mut udp, std::io::stdin().lock(), &mut out).map(|_| ())
-    }
-}
-
-/// `upcase check`: runs the suite, prints the table or JSON, writes JUnit XML if asked.
-fn check(args: &upcase::check::CheckArgs) -> Result<ExitCode, ClientError> {
-    use upcase::check::{self, export, CheckError};
-    let report = match check::run(&args.options()) {
-        Ok(report) => report,
-        Err(e @ (CheckError::Unreachable(_) | CheckError::UnknownCase { .. })) => {
-            eprintln!("upcase check: error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(e) => {
-            eprintln!("upcase check: error: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, export::junit(&report)) {
-            eprintln!(
-                "upcase check: error: cannot write the JUnit report to {}: {e}",
-                path.display()
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
-    let text = if args.json {
-        match export::json(&report) {
-            Ok(mut json) => {
-                json.push('\n');
-                json
-            }
-            Err(e) => {
-                eprintln!("upcase check: error: cannot write the report as JSON: {e}");
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-    } else {
-        export::table(&report)
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(local("writing the report"))?;
-    Ok(if report.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_timeout_default_is_the_named_constant() {
-        let cli = Cli::try_parse_from(["upcase"]).unwrap();
-        assert_eq!(cli.talk.timeout, upcase::limits::DEFAULT_CLIENT_TIMEOUT);
-        let cli = Cli::try_parse_from(["upcase", "send", "x"]).unwrap();
-        let Some(Command::Send { talk, .. }) = cli.command else {
-            panic!()
-        };
-        assert_eq!(talk.timeout, upcase::limits::DEFAULT_CLIENT_TIMEOUT);
-    }
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        Cli::command().debug_assert();
     }
 }

@@ -374,15 +374,7 @@ async fn large_message(ctx: Ctx) -> Outcome {
 /// difference rather than lining up with a repeating pattern.
 pub fn large_text(len: usize) -> Vec<u8> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz abcdefghijklmnopqrstuvwxyz.,;0123456789";
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut text = Vec::with_capacity(len);
-    for _ in 0..len.saturating_sub(1) {
-        // xorshift64: a fixed sequence, the same on every run.
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        text.push(ALPHABET[(state % ALPHABET.len() as u64) as usize]);
-    }
+    let mut text = crate::textgen::text(len.saturating_sub(1), ALPHABET);
     text.push(b'\n');
     text
 }

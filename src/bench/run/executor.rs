@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{bump, Schedule, Shared, Watch};
+use super::{bump, Schedule, Shared, Watch, MAX_IN_FLIGHT, MAX_PIPELINE};
 
 /// Drives one TCP connection until the run ends (the task is aborted) or the connection
 /// fails.
@@ -44,13 +44,13 @@ struct State {
     recvd: usize,
     /// Whether every byte of the reply being read was right so far.
     reply_right: bool,
-    /// Messages whose turn has come and that are not fully written. In closed loop, the
-    /// free pipeline slots.
-    queued: usize,
-    /// When each unanswered message started, oldest first. Closed loop: when its first
-    /// byte was written. Open loop: its scheduled time, from the moment it is due.
+    /// Closed loop: the free pipeline slots (messages that may begin).
+    free: usize,
+    /// When each message whose reply is owed started, oldest first: when its first byte
+    /// was written (closed loop), or its scheduled time if that was earlier (open loop).
     starts: VecDeque<Instant>,
-    closed_loop: bool,
+    /// The bytes of a wrong reply being collected for the report, once per run.
+    capture: Option<Vec<u8>>,
 }
 
 impl TcpDriver {
@@ -73,36 +73,58 @@ impl TcpDriver {
                 sent: 0,
                 recvd: 0,
                 reply_right: true,
-                queued: if closed_loop { pipeline } else { 0 },
-                starts: VecDeque::with_capacity(pipeline.max(16)),
-                closed_loop,
+                free: if closed_loop { pipeline } else { 0 },
+                starts: VecDeque::with_capacity(pipeline.clamp(16, 64)),
+                capture: None,
             },
         }
     }
 
-    /// Runs until the connection fails; a failure is counted as a reset.
+    /// Runs until the connection fails. A connection the server closed or reset before
+    /// sending a byte was refused; one it closed later was reset.
     pub async fn run(mut self) {
-        let error = poll_fn(|cx| self.poll(cx)).await;
-        self.watch.oldest.set(None);
+        let error = loop {
+            let error = poll_fn(|cx| self.poll(cx)).await;
+            // `--reconnect`: a clean close (FIN) at a message boundary with no reply owed
+            // is a server going away in good order; reopen and go on.
+            let clean = error.kind() == io::ErrorKind::UnexpectedEof && self.state.at_boundary();
+            if !(clean && self.shared.reconnect.is_some()) {
+                break error;
+            }
+            if !self.shared.sending.get() {
+                // The window is over and nothing is owed: nothing to reopen for.
+                return;
+            }
+            match self.shared.reopen().await {
+                Ok(stream) => {
+                    debug!("reopened a connection the server closed cleanly");
+                    self.stream = stream;
+                    bump(&self.shared.reconnects);
+                }
+                Err(e) => break e,
+            }
+        };
         debug!(%error, "connection ended");
-        bump(&self.shared.resets);
+        self.watch.oldest.set(None);
+        let owed = self.watch.in_flight.get();
+        self.shared.settle(&self.watch, owed);
+        if self.watch.received.get() == 0 {
+            self.watch.refused.set(true);
+            bump(&self.shared.refused);
+        } else {
+            bump(&self.shared.resets);
+        }
     }
 
-    /// Writes what is due and reads what has arrived until neither can make progress.
+    /// Reads what has arrived and writes what is due until neither can make progress.
     /// Ready only with the error that ended the connection.
+    ///
+    /// Reading comes first, so that a server's FIN sent with its last reply is seen before
+    /// another message goes out (for `--reconnect`, that close is clean).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
             if let Some(schedule) = &mut self.schedule {
-                while schedule.poll_tick(cx).is_ready() {
-                    let state = &mut self.state;
-                    schedule.take_due(|t| {
-                        state.starts.push_back(t);
-                        state.queued += 1;
-                    });
-                }
-            }
-            if let Err(e) = self.write_queued(cx) {
-                return Poll::Ready(e);
+                schedule.poll_due(cx);
             }
             let shared = &*self.shared;
             let mut buf = shared.read_buf.borrow_mut();
@@ -114,9 +136,18 @@ impl TcpDriver {
                         "the server closed the connection",
                     ));
                 }
-                Poll::Ready(Ok(())) => self.state.consume(shared, read.filled()),
+                Poll::Ready(Ok(())) => {
+                    let data = read.filled();
+                    let w = &self.watch;
+                    w.received.set(w.received.get() + data.len() as u64);
+                    self.state.consume(shared, w, data);
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(e),
                 Poll::Pending => {
+                    drop(buf);
+                    if let Err(e) = self.write_due(cx) {
+                        return Poll::Ready(e);
+                    }
                     self.watch.oldest.set(self.state.starts.front().copied());
                     return Poll::Pending;
                 }
@@ -124,47 +155,99 @@ impl TcpDriver {
         }
     }
 
-    /// Writes queued messages until all are written or the socket is full (then a wake-up
-    /// is registered).
-    fn write_queued(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let message = &self.shared.payload.message;
-        let st = &mut self.state;
-        while st.queued > 0 {
+    /// Whether another message may begin now.
+    fn may_begin(&self) -> bool {
+        let shared = &self.shared;
+        if !shared.sending.get() {
+            return false;
+        }
+        match &self.schedule {
+            None => self.state.free > 0,
+            Some(s) => {
+                s.owed() > 0
+                    && self.state.starts.len() < MAX_PIPELINE as usize
+                    && shared.in_flight.get() < MAX_IN_FLIGHT
+            }
+        }
+    }
+
+    /// Writes the message begun, and begins and writes more while they may, until the
+    /// socket is full (then a wake-up is registered).
+    fn write_due(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        loop {
+            let beginning = self.state.sent == 0;
+            if beginning && !self.may_begin() {
+                return Ok(());
+            }
             // The clock is read per message, not per batch: a batch of writes takes
             // microseconds each, which would otherwise be charged to the server.
-            let start = (st.closed_loop && st.sent == 0).then(Instant::now);
+            let now = beginning.then(Instant::now);
+            let message = &self.shared.payload.message;
+            let st = &mut self.state;
             match Pin::new(&mut self.stream).poll_write(cx, &message[st.sent..]) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
-                    if let Some(t) = start {
-                        st.starts.push_back(t);
+                    if let Some(now) = now {
+                        let start = match &mut self.schedule {
+                            None => {
+                                st.free -= 1;
+                                now
+                            }
+                            Some(schedule) => {
+                                let (start, late) = schedule.begin(now);
+                                if late {
+                                    bump(&self.shared.late);
+                                }
+                                if self.shared.measuring.get() {
+                                    bump(&self.shared.begun_in_window);
+                                }
+                                bump(&self.watch.begun);
+                                start
+                            }
+                        };
+                        st.starts.push_back(start);
+                        self.shared.owe(&self.watch);
                     }
                     st.sent += n;
                     if st.sent == message.len() {
                         st.sent = 0;
-                        st.queued -= 1;
                     }
                 }
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => break,
+                Poll::Pending => return Ok(()),
             }
         }
-        Ok(())
     }
 }
 
 impl State {
+    /// No message half written, no reply half read, no reply owed.
+    fn at_boundary(&self) -> bool {
+        self.sent == 0 && self.recvd == 0 && self.starts.is_empty()
+    }
+
     /// Checks `data` against the expected reply, wherever in the reply it falls, and
     /// counts every reply it completes.
     #[inline]
-    fn consume(&mut self, shared: &Shared, mut data: &[u8]) {
+    fn consume(&mut self, shared: &Shared, watch: &Watch, mut data: &[u8]) {
         let expected = &shared.payload.expected[..];
         let size = expected.len();
         // Every reply completed by one read arrived at the same moment: one clock read.
         let mut now = None;
         while !data.is_empty() {
             let take = (size - self.recvd).min(data.len());
-            if data[..take] != expected[self.recvd..self.recvd + take] {
+            let chunk = &data[..take];
+            if let Some(c) = &mut self.capture {
+                c.extend_from_slice(chunk);
+            } else if chunk != &expected[self.recvd..self.recvd + take] {
+                // The reply was right up to here, so its bytes so far are the expected
+                // ones.
+                if self.reply_right && shared.start_capture() {
+                    let mut c = Vec::with_capacity(size);
+                    c.extend_from_slice(&expected[..self.recvd]);
+                    c.extend_from_slice(chunk);
+                    self.capture = Some(c);
+                }
                 self.reply_right = false;
             }
             self.recvd += take;
@@ -172,30 +255,33 @@ impl State {
             if self.recvd == size {
                 self.recvd = 0;
                 let now = *now.get_or_insert_with(Instant::now);
-                let start = if self.starts.len() > self.not_started() {
-                    self.starts.pop_front()
-                } else {
-                    None // a reply to a message not yet sent
-                };
+                let start = self.starts.pop_front();
+                if start.is_none() {
+                    // A reply to no message: wrong whatever its bytes.
+                    if self.capture.is_none() && shared.start_capture() {
+                        self.capture = Some(expected.to_vec());
+                    }
+                    self.reply_right = false;
+                }
+                if let Some(got) = self.capture.take() {
+                    let sent = if start.is_some() {
+                        &shared.payload.message[..]
+                    } else {
+                        &[]
+                    };
+                    shared.keep_wrong(sent, &got);
+                    shared.capturing.set(false);
+                }
                 shared.record(
                     start.map(|s| now.saturating_duration_since(s)),
                     self.reply_right,
                 );
                 self.reply_right = true;
-                if self.closed_loop && start.is_some() {
-                    self.queued += 1;
+                if start.is_some() {
+                    shared.settle(watch, 1);
+                    self.free += 1;
                 }
             }
-        }
-    }
-
-    /// Messages in `starts` that have not had a byte written yet (open loop only: in
-    /// closed loop a start is recorded with the first byte).
-    fn not_started(&self) -> usize {
-        if self.closed_loop {
-            0
-        } else {
-            self.queued - usize::from(self.sent > 0)
         }
     }
 }

@@ -8,22 +8,25 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
-use super::{bump, Schedule, Shared};
+use super::{bump, later, Schedule, Shared, Watch, MAX_IN_FLIGHT, MAX_PIPELINE};
 
 /// Drives one UDP socket until the run ends (the task is aborted) or the socket fails.
 pub(super) struct UdpDriver {
     socket: UdpSocket,
     shared: Rc<Shared>,
+    watch: Rc<Watch>,
     schedule: Option<Schedule>,
-    /// Datagrams due and not yet sent (closed loop: free pipeline slots).
-    queued: usize,
-    /// When each unanswered datagram started: sent (closed loop) or scheduled (open loop).
+    /// Closed loop: free pipeline slots.
+    free: usize,
+    /// When each unanswered datagram started: sent (closed loop), or scheduled if that
+    /// was earlier (open loop).
     starts: VecDeque<Instant>,
     /// Datagrams given up on whose replies may still arrive late; those are not wrong.
     given_up: usize,
@@ -35,16 +38,18 @@ impl UdpDriver {
     pub fn new(
         socket: UdpSocket,
         shared: Rc<Shared>,
+        watch: Rc<Watch>,
         pipeline: usize,
         schedule: Option<Schedule>,
     ) -> UdpDriver {
-        let queued = if schedule.is_none() { pipeline } else { 0 };
+        let free = if schedule.is_none() { pipeline } else { 0 };
         UdpDriver {
             socket,
             shared,
+            watch,
             schedule,
-            queued,
-            starts: VecDeque::with_capacity(pipeline.max(16)),
+            free,
+            starts: VecDeque::with_capacity(pipeline.clamp(16, 64)),
             given_up: 0,
         }
     }
@@ -54,66 +59,96 @@ impl UdpDriver {
     pub async fn run(mut self) {
         if let Err(error) = self.run_inner().await {
             debug!(%error, "UDP socket ended");
+            let owed = self.watch.in_flight.get();
+            self.shared.settle(&self.watch, owed);
             bump(&self.shared.resets);
         }
     }
 
     async fn run_inner(&mut self) -> io::Result<()> {
-        let closed_loop = self.schedule.is_none();
         let timeout = self.shared.timeout;
         loop {
-            self.send_queued(closed_loop)?;
-            let deadline = self.starts.front().map(|t| *t + timeout);
+            let blocked = self.send_due()?;
+            let deadline = self.starts.front().map(|t| later(*t, timeout));
             let schedule = &mut self.schedule;
             tokio::select! {
                 biased;
                 r = self.socket.readable() => {
                     r?;
-                    self.receive(closed_loop)?;
+                    self.receive()?;
                 }
-                r = self.socket.writable(), if self.queued > 0 => r?,
-                () = poll_fn(|cx| match schedule { Some(s) => s.poll_tick(cx), None => std::task::Poll::Pending }),
-                    if !closed_loop => {
-                    if let Some(s) = &mut self.schedule {
-                        let (starts, queued) = (&mut self.starts, &mut self.queued);
-                        s.take_due(|t| {
-                            starts.push_back(t);
-                            *queued += 1;
-                        });
+                r = self.socket.writable(), if blocked => r?,
+                () = poll_fn(|cx| match schedule {
+                    // Ready once the count of datagrams due has moved.
+                    Some(s) => {
+                        let owed = s.owed();
+                        s.poll_due(cx);
+                        if s.owed() > owed { Poll::Ready(()) } else { Poll::Pending }
                     }
-                }
+                    None => Poll::Pending,
+                }) => {}
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.starts.pop_front();
                     self.given_up += 1;
                     bump(&self.shared.timeouts);
-                    if closed_loop {
-                        self.queued += 1;
-                    }
+                    self.shared.settle(&self.watch, 1);
+                    self.free += 1;
                 }
             }
         }
     }
 
-    /// Sends queued datagrams until none is left or the socket would block.
-    fn send_queued(&mut self, closed_loop: bool) -> io::Result<()> {
-        while self.queued > 0 {
+    /// Whether another datagram may be sent now.
+    fn may_begin(&self) -> bool {
+        if !self.shared.sending.get() {
+            return false;
+        }
+        match &self.schedule {
+            None => self.free > 0,
+            Some(s) => {
+                s.owed() > 0
+                    && self.starts.len() < MAX_PIPELINE as usize
+                    && self.shared.in_flight.get() < MAX_IN_FLIGHT
+            }
+        }
+    }
+
+    /// Sends datagrams while they may go. True when the socket would block with more to
+    /// send.
+    fn send_due(&mut self) -> io::Result<bool> {
+        while self.may_begin() {
             let now = Instant::now();
             match self.socket.try_send(&self.shared.payload.message) {
                 Ok(_) => {
-                    if closed_loop {
-                        self.starts.push_back(now);
-                    }
-                    self.queued -= 1;
+                    let start = match &mut self.schedule {
+                        None => {
+                            self.free -= 1;
+                            now
+                        }
+                        Some(s) => {
+                            let (start, late) = s.begin(now);
+                            if late {
+                                bump(&self.shared.late);
+                            }
+                            if self.shared.measuring.get() {
+                                bump(&self.shared.begun_in_window);
+                            }
+                            bump(&self.watch.begun);
+                            start
+                        }
+                    };
+                    self.starts.push_back(start);
+                    self.shared.owe(&self.watch);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Reads every datagram waiting and checks each against the expected reply.
-    fn receive(&mut self, closed_loop: bool) -> io::Result<()> {
+    fn receive(&mut self) -> io::Result<()> {
         let shared = &*self.shared;
         let expected = &shared.payload.expected[..];
         let mut buf = shared.read_buf.borrow_mut();
@@ -123,21 +158,25 @@ impl UdpDriver {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             };
+            bump(&self.watch.received);
             let now = Instant::now();
-            let right = buf[..n] == *expected;
-            // In open loop, starts also holds datagrams due but not yet sent.
-            let unsent = if closed_loop { 0 } else { self.queued };
-            match self.starts.len() > unsent {
-                true => {
-                    let start = self.starts.pop_front();
-                    shared.record(start.map(|s| now.saturating_duration_since(s)), right);
-                    if closed_loop {
-                        self.queued += 1;
+            let got = &buf[..n];
+            let right = got == expected;
+            match self.starts.pop_front() {
+                Some(start) => {
+                    if !right {
+                        shared.keep_wrong(&shared.payload.message, got);
                     }
+                    shared.record(Some(now.saturating_duration_since(start)), right);
+                    shared.settle(&self.watch, 1);
+                    self.free += 1;
                 }
                 // A late reply to a datagram already counted as timed out.
-                false if self.given_up > 0 => self.given_up -= 1,
-                false => shared.record(None, false),
+                None if self.given_up > 0 => self.given_up -= 1,
+                None => {
+                    shared.keep_wrong(&[], got);
+                    shared.record(None, false);
+                }
             }
         }
     }
