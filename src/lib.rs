@@ -19,6 +19,7 @@
 //! | [`admin`] | `--admin`: `/livez`, `/readyz` and `/metrics` over HTTP/1.1 on its own thread |
 //! | [`server`] | `upcased`: config, listeners with their settings, workers, accept loops, limits, drain, counters |
 //! | [`server::conn`] | one connection: [`Connection`](server::conn::Connection), the sans-I/O state machine that holds the policy (transform, line boundary, idle and drain deadlines, memory bound); the tokio readiness driver that runs it (where an io_uring driver goes beside it); and [`Transport`](server::conn::Transport), the seam beneath that driver (where TLS goes) |
+//! | `uring` | the io_uring driver for the connection core: one ring per worker, multishot accept and receive into a provided-buffer ring, the same state machine (Linux, feature `uring`) |
 //! | [`reuseport`] | `--reuse-port`: TCP and UDP sockets bound with `SO_REUSEPORT` |
 //! | [`systemd`] | socket activation (inherited listeners) and `sd_notify` readiness, stop and watchdog |
 //! | [`generate`] | `--generate`: man pages and shell completions from the clap definitions |
@@ -46,3 +47,5 @@ pub mod textgen;
 pub mod tls;
 pub mod transform;
 pub mod units;
+#[cfg(all(target_os = "linux", feature = "uring"))]
+pub mod uring;

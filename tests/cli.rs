@@ -471,6 +471,25 @@ impl Terminal {
         }
     }
 
+    /// Waits until a prompt is drawn after the last `text` on the screen: the session is
+    /// reading its next line, so a key typed now goes to the line editor, not to the
+    /// terminal's cooked mode between two lines.
+    fn wait_for_prompt_after(&self, text: &str) {
+        let end = Instant::now() + common::PATIENCE;
+        loop {
+            {
+                let screen = self.screen.lock().unwrap();
+                if let (Some(t), Some(p)) = (screen.rfind(text), screen.rfind("upcase> ")) {
+                    if p > t {
+                        return;
+                    }
+                }
+                assert!(Instant::now() < end, "no prompt after {text:?}:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn wait(&mut self) -> std::process::ExitStatus {
         let end = Instant::now() + common::PATIENCE;
         loop {
@@ -514,6 +533,7 @@ fn typed_ahead_lines_are_all_answered_in_order_and_kept_in_the_history() {
         screen.find("CCC").unwrap(),
     );
     assert!(a < b && b < c, "{screen}");
+    t.wait_for_prompt_after("CCC");
     t.type_keys("\x04"); // Ctrl-D at the prompt
     assert!(t.wait().success());
     let history = std::fs::read_to_string(state.join("upcase/history")).unwrap();
@@ -528,6 +548,7 @@ fn typed_ahead_lines_are_all_answered_in_order_and_kept_in_the_history() {
     t.wait_for("connected to", 1);
     t.type_keys("\x1b[A\x1b[A\r");
     t.wait_for("BBB", 1);
+    t.wait_for_prompt_after("BBB");
     t.type_keys("\x03"); // Ctrl-C at the prompt quits too
     assert!(t.wait().success());
 
@@ -536,6 +557,7 @@ fn typed_ahead_lines_are_all_answered_in_order_and_kept_in_the_history() {
     t.wait_for("connected to", 1);
     t.type_keys("secret\r");
     t.wait_for("SECRET", 1);
+    t.wait_for_prompt_after("SECRET");
     t.type_keys("\x04");
     assert!(t.wait().success());
     assert!(!home.join(".local/state/upcase/history").exists());
@@ -543,6 +565,7 @@ fn typed_ahead_lines_are_all_answered_in_order_and_kept_in_the_history() {
     t.wait_for("connected to", 1);
     t.type_keys("kept\r");
     t.wait_for("KEPT", 1);
+    t.wait_for_prompt_after("KEPT");
     t.type_keys("\x04");
     assert!(t.wait().success());
     let history = std::fs::read_to_string(home.join(".local/state/upcase/history")).unwrap();

@@ -68,7 +68,7 @@ pub(crate) struct Shared {
     config: Config,
     /// Why `config` cannot be served, if it cannot.
     invalid: Option<ConfigError>,
-    policy: Policy,
+    pub(crate) policy: Policy,
     admission: Admission,
     drain: Drain,
     /// Every worker's counters, summed by [`Shared::stats`].

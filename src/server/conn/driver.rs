@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::time::{sleep_until, timeout_at, Instant, Sleep};
+use tokio::time::{sleep_until, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 use tracing::{debug, warn, Instrument};
 
@@ -30,13 +30,16 @@ use crate::transform::MAX_HELD_BACK;
 
 /// Serves one accepted connection to its end, counts how it ended and logs it. Never panics
 /// on I/O: every error ends the connection and is logged at debug level.
-pub(crate) async fn serve<T: Transport>(
+///
+/// Not an `async fn`: one of those would keep its arguments in its own state beside the
+/// block that takes them over, about a hundred bytes more per idle connection.
+pub(crate) fn serve<T: Transport>(
     mut io: T,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     slot: Slot,
-) {
+) -> impl std::future::Future<Output = ()> {
     let span = tracing::debug_span!("conn", %peer);
     async move {
         let _slot = slot;
@@ -56,7 +59,6 @@ pub(crate) async fn serve<T: Transport>(
         );
     }
     .instrument(span)
-    .await
 }
 
 /// What the driver waits on besides the transport: the connection's timer and the drain.
@@ -340,19 +342,32 @@ async fn close<T: Transport>(
     let len = tail.len();
     held[..len].copy_from_slice(tail);
     let mut rest = &held[..len];
-    // Bounded by the linger deadline; past it (the drain deadline), one attempt.
-    let _ = timeout_at(until, async {
-        while !rest.is_empty() {
-            match poll_fn(|cx| io.poll_write(cx, rest)).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => rest = &rest[n..],
-            }
+    // Everything below is bounded by the connection's own timer, set to the linger
+    // deadline (a `timeout_at` would add a timer of its own to every connection's state);
+    // past that deadline (the drain deadline), each step gets one attempt.
+    w.timer.as_mut().reset(until);
+    while !rest.is_empty() {
+        let r = tokio::select! {
+            biased;
+            r = poll_fn(|cx| io.poll_write(cx, rest)) => r,
+            () = &mut w.timer => break,
+        };
+        match r {
+            Ok(0) | Err(_) => break,
+            Ok(n) => rest = &rest[n..],
         }
-        poll_fn(|cx| io.poll_flush(cx)).await
-    })
-    .await;
+    }
     conn.wrote(len - rest.len());
-    let _ = timeout_at(until, poll_fn(|cx| io.poll_shutdown(cx))).await;
+    tokio::select! {
+        biased;
+        _ = poll_fn(|cx| io.poll_flush(cx)) => {}
+        () = &mut w.timer => {}
+    }
+    tokio::select! {
+        biased;
+        _ = poll_fn(|cx| io.poll_shutdown(cx)) => {}
+        () = &mut w.timer => {}
+    }
     if until <= Instant::now() {
         return Ok(end);
     }
@@ -360,7 +375,6 @@ async fn close<T: Transport>(
     // still in flight does not turn the close into a reset that would destroy replies the
     // client has not read yet.
     let mut bufs = Buffers::take(conn.read_limit());
-    w.timer.as_mut().reset(until);
     let result = loop {
         tokio::select! {
             biased;
