@@ -9,6 +9,8 @@ the `1c-64B` p50 target, and for any workload that needs more rounds than a tabl
     python3 scripts/interleaved.py --rounds 7 --load "-c 1 -s 64"
     python3 scripts/interleaved.py --rounds 9 --load "-c 4 -s 65536" --naive
     python3 scripts/interleaved.py --rounds 7 --variant "admin=--admin 127.0.0.1:0"
+    python3 scripts/interleaved.py --rounds 7 --load "-c 1000 -s 64" --no-pin \
+        --variant "reuse-port=--reuse-port"
 
 The C programs are built from ../shared/bench/ into a temporary directory with gcc.
 """
@@ -46,6 +48,7 @@ def main():
     ap.add_argument("--secs", default="2")
     ap.add_argument("--load", default="-c 1 -s 64", help="loadgen arguments (default: %(default)s)")
     ap.add_argument("--naive", action="store_true", help="also the naive tokio peer")
+    ap.add_argument("--no-pin", action="store_true", help="let the scheduler place the server and the load")
     ap.add_argument("--project-bin", default=os.path.join(ROOT, "target", "release", "upcased"))
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                     help="also upcased with these extra arguments, reported as NAME (repeatable)")
@@ -65,12 +68,13 @@ def main():
     for _ in range(a.rounds):
         for name, cmd in servers:
             port = free_port()
-            p = start([c.replace("{port}", str(port)) for c in cmd], pin=True)
+            p = start([c.replace("{port}", str(port)) for c in cmd], pin=not a.no_pin)
             try:
                 if not wait_port(port):
                     sys.exit(f"{name} did not start on port {port}")
                 c0 = session_cpu(p.pid)
-                out = subprocess.run(["taskset", "-c", "0", loadgen, "-p", str(port), "-d", a.secs, "-w", "0.5"]
+                out = subprocess.run(([] if a.no_pin else ["taskset", "-c", "0"])
+                                     + [loadgen, "-p", str(port), "-d", a.secs, "-w", "0.5"]
                                      + a.load.split(), capture_output=True, text=True, check=True)
                 c1 = session_cpu(p.pid)
             finally:
@@ -80,7 +84,8 @@ def main():
                               "p50": d["p50_us"], "p99": d["p99_us"]})
     med = lambda xs, k: statistics.median(x[k] for x in xs)
     base = res["c-epoll"]
-    print(f"# loadgen {a.load}, {a.rounds} interleaved rounds of {a.secs} s, pinned; medians "
+    print(f"# loadgen {a.load}, {a.rounds} interleaved rounds of {a.secs} s, "
+          f"{'unpinned' if a.no_pin else 'pinned'}; medians "
           f"[paired ratio to c-epoll: msgs/s, CPU per message, p50]")
     print("| server | msgs/s | CPU-µs/msg | p50 µs | p99 µs | ratios |")
     print("|---|---:|---:|---:|---:|---|")

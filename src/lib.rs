@@ -22,6 +22,7 @@
 //! | `uring` | the io_uring driver for the connection core: one ring per worker, multishot accept and receive into a provided-buffer ring, the same state machine (Linux, feature `uring`) |
 //! | [`reuseport`] | `--reuse-port`: TCP and UDP sockets bound with `SO_REUSEPORT` |
 //! | [`systemd`] | socket activation (inherited listeners) and `sd_notify` readiness, stop and watchdog |
+//! | [`generate`] | `--generate`: man pages and shell completions from the clap definitions |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
 //! | [`check`] | `upcase check`: the conformance suite that grades any server, and its reports |
@@ -34,6 +35,7 @@ pub mod banner;
 pub mod bench;
 pub mod check;
 pub mod client;
+pub mod generate;
 pub mod limits;
 pub mod logging;
 pub mod net;

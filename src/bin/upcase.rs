@@ -57,6 +57,10 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// Write the man page or a shell completion script to stdout and exit (for packagers).
+    #[arg(long, value_name = "WHAT", value_enum, hide = true, exclusive = true)]
+    generate: Option<upcase::generate::Generate>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -251,6 +255,15 @@ fn parse() -> Cli {
 
 fn main() -> ExitCode {
     let cli = parse();
+    if let Some(what) = cli.generate {
+        return match upcase::generate::to_stdout(Cli::command(), what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("upcase: error: could not write to stdout: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     logging::init(LogFormat::Text, tracing::Level::WARN, cli.verbose, 0);
     match run(cli) {
         Ok(code) => code,

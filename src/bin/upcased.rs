@@ -7,17 +7,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use upcase::admin::{AdminConfig, AdminServer, Readiness};
+use upcase::generate;
 use upcase::limits;
 use upcase::logging;
 use upcase::net::{bind_tcp, bind_udp, raise_nofile_limit};
-use upcase::server::{Listener, Listeners, Server, ServerArgs};
+use upcase::reuseport::{bind_tcp_reuse_port, bind_udp_reuse_port};
+use upcase::server::{Listener, ListenerSettings, Listeners, Server, ServerArgs};
+use upcase::systemd::{self, Notifier};
 
 fn main() -> ExitCode {
+    // Socket activation comes first, before logging or any thread opens a descriptor or
+    // reads the environment: it claims fds 3.. and unsets the LISTEN_* variables.
+    let inherited = systemd::take_listen_fds();
     let args = ServerArgs::parse();
+    if let Some(what) = args.generate {
+        return match generate::to_stdout(ServerArgs::command(), what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("upcased: error: could not write to stdout: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let inherited = match inherited {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("upcased: error: socket activation: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !inherited.is_empty() && !args.listen.is_empty() {
+        ServerArgs::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--listen cannot be used when the service manager passes sockets \
+                 (LISTEN_FDS): drop --listen, or the .socket unit",
+            )
+            .exit();
+    }
     logging::init(
         args.log_format,
         tracing::Level::INFO,
@@ -37,7 +68,14 @@ fn main() -> ExitCode {
         eprintln!("upcased: error: {e}");
         return ExitCode::from(2);
     }
-    match run(args, Server::new(config)) {
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        warn!(error = %e, "NOTIFY_SOCKET is unusable; not notifying the service manager");
+        Notifier::disabled()
+    });
+    let server = Server::new(config);
+    let result = run(args, inherited, server, notifier.clone());
+    let _ = notifier.status("stopped");
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("upcased: error: {e:#}");
@@ -46,7 +84,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
+fn run(
+    args: ServerArgs,
+    inherited: Vec<systemd::Inherited>,
+    server: Server,
+    notifier: Notifier,
+) -> anyhow::Result<()> {
     let max_connections = server.config().max_connections;
     match raise_nofile_limit() {
         Ok(n) if (n as usize) < max_connections + 64 => warn!(
@@ -57,45 +100,30 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => warn!(error = %e, "could not read the descriptor limit"),
     }
-
-    let defaults = args.listen.is_empty();
-    let addrs = if defaults {
-        vec![
-            SocketAddr::from(([127, 0, 0, 1], limits::DEFAULT_PORT)),
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, limits::DEFAULT_PORT)),
-        ]
-    } else {
-        args.listen.clone()
+    let workers = match args.workers {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let mut listeners = Listeners::default();
-    for addr in addrs {
-        match bind_tcp(addr) {
-            Ok(l) => listeners
-                .tcp
-                .push(Listener::new(l, server.config().listener)),
-            Err(e) if defaults && addr.is_ipv6() && ipv6_unavailable(&e) => {
-                warn!(%addr, error = %e, "IPv6 is not available here; skipping it");
-            }
-            Err(e) => {
-                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-                    " — is another upcased running? pick another port with --listen"
-                } else {
-                    ""
-                };
-                bail!("could not listen on {addr}: {}{hint}", plain(&e));
-            }
-        }
-    }
 
-    if args.udp {
-        // Same address and port as each TCP listener (its real port, when 0 was asked).
-        for l in &listeners.tcp {
-            let addr = l.socket.local_addr()?;
-            let u = bind_udp(addr)
-                .map_err(|e| anyhow::anyhow!("could not listen on {addr} (udp): {}", plain(&e)))?;
-            listeners.udp.push(u);
+    let settings = server.config().listener;
+    let sets = if inherited.is_empty() {
+        bind_sets(&args, workers, settings)?
+    } else {
+        if args.reuse_port {
+            warn!("--reuse-port does not apply to sockets the service manager passes; they are shared by the workers");
         }
-    }
+        let mut listeners = Listeners::default();
+        for i in &inherited {
+            info!(fd = i.fd, name = %i.name, kind = %i.kind(), addr = %i.local_addr()?, "inherited socket");
+        }
+        let (tcp, udp) = systemd::partition(inherited);
+        listeners.tcp = tcp
+            .into_iter()
+            .map(|(_, l)| Listener::new(l, settings))
+            .collect();
+        listeners.udp = udp.into_iter().map(|(_, u)| u).collect();
+        shared_sets(listeners, workers)?
+    };
 
     let readiness = Readiness::new();
     let admin = match args.admin {
@@ -120,20 +148,26 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
     spawn_signal_thread(
         shutdown.clone(),
         server.clone(),
+        notifier.clone(),
         readiness,
         args.drain_delay,
     )
     .context("could not install signal handlers")?;
 
-    for l in &listeners.tcp {
+    let first = &sets[0];
+    let mut addrs = Vec::new();
+    for l in &first.tcp {
         let addr = l.socket.local_addr()?;
         match l.settings.proxy.mode {
             upcase::proxy::ProxyMode::Off => info!("listening on {addr}"),
             mode => info!("listening on {addr} (PROXY protocol {mode} required)"),
         }
+        addrs.push(addr.to_string());
     }
-    for u in &listeners.udp {
-        info!("listening on {} (udp)", u.local_addr()?);
+    for u in &first.udp {
+        let addr = u.local_addr()?;
+        info!("listening on {addr} (udp)");
+        addrs.push(format!("{addr} (udp)"));
     }
     if let Some(a) = &admin {
         info!(
@@ -141,13 +175,23 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
             a.local_addr()
         );
     }
-    let workers = match args.workers {
-        Some(n) => n as usize,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    server
-        .run_workers(listeners, workers, shutdown.cancelled_owned())
-        .context("server failed")?;
+    let plural = if addrs.len() == 1 { "" } else { "s" };
+    let status = format!(
+        "serving {} listener{plural} on {}",
+        addrs.len(),
+        addrs.join(", ")
+    );
+    let exit = CancellationToken::new();
+    let watchdog_stop = exit.clone();
+    let ready = notifier.clone();
+    let result = server.run_worker_sets_with(sets, shutdown.cancelled_owned(), move || {
+        if let Err(e) = ready.ready(&status) {
+            warn!(error = %e, "could not tell the service manager READY=1");
+        }
+        tokio::spawn(ready.run_watchdog(watchdog_stop));
+    });
+    exit.cancel();
+    result.context("server failed")?;
     if let Some(a) = admin {
         a.shutdown();
     }
@@ -155,12 +199,113 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One listener set per worker. Without `--reuse-port`: one socket per address, shared by
+/// every worker (dup'd), UDP served by the first. With it: every worker binds its own TCP
+/// socket on each address with `SO_REUSEPORT`, so that the kernel balances between workers
+/// (and processes); UDP is one `SO_REUSEPORT` socket per address, in the first worker,
+/// because the `--udp-rate` limit is kept per socket and would multiply with the workers.
+fn bind_sets(
+    args: &ServerArgs,
+    workers: usize,
+    settings: ListenerSettings,
+) -> anyhow::Result<Vec<Listeners>> {
+    let defaults = args.listen.is_empty();
+    let addrs = if defaults {
+        vec![
+            SocketAddr::from(([127, 0, 0, 1], limits::DEFAULT_PORT)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, limits::DEFAULT_PORT)),
+        ]
+    } else {
+        args.listen.clone()
+    };
+    let bind = |addr| {
+        if args.reuse_port {
+            bind_tcp_reuse_port(addr)
+        } else {
+            bind_tcp(addr)
+        }
+    };
+    let mut listeners = Listeners::default();
+    for addr in addrs {
+        match bind(addr) {
+            Ok(l) => listeners.tcp.push(Listener::new(l, settings)),
+            Err(e) if defaults && addr.is_ipv6() && ipv6_unavailable(&e) => {
+                warn!(%addr, error = %e, "IPv6 is not available here; skipping it");
+            }
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    if args.reuse_port {
+                        " — is a process without --reuse-port (or another user's) on it? pick another port with --listen"
+                    } else {
+                        " — is another upcased running? pick another port with --listen"
+                    }
+                } else {
+                    ""
+                };
+                bail!("could not listen on {addr}: {}{hint}", plain(&e));
+            }
+        }
+    }
+
+    if args.udp {
+        // Same address and port as each TCP listener (its real port, when 0 was asked).
+        for l in &listeners.tcp {
+            let addr = l.socket.local_addr()?;
+            let u = if args.reuse_port {
+                bind_udp_reuse_port(addr)
+            } else {
+                bind_udp(addr)
+            };
+            let u =
+                u.map_err(|e| anyhow::anyhow!("could not listen on {addr} (udp): {}", plain(&e)))?;
+            listeners.udp.push(u);
+        }
+    }
+    if !args.reuse_port {
+        return shared_sets(listeners, workers);
+    }
+    // The other workers bind the real addresses of the first set (its ports, when 0 was
+    // asked).
+    let mut sets = Vec::with_capacity(workers);
+    for _ in 1..workers.max(1) {
+        let mut set = Listeners::default();
+        for l in &listeners.tcp {
+            let addr = l.socket.local_addr()?;
+            let socket = bind_tcp_reuse_port(addr).map_err(|e| {
+                anyhow::anyhow!(
+                    "could not listen on {addr} again for another worker: {}",
+                    plain(&e)
+                )
+            })?;
+            set.tcp.push(Listener {
+                socket,
+                settings: l.settings,
+            });
+        }
+        sets.push(set);
+    }
+    sets.insert(0, listeners);
+    Ok(sets)
+}
+
+/// One set per worker, all sharing the sockets of `listeners`; the first serves UDP.
+fn shared_sets(listeners: Listeners, workers: usize) -> anyhow::Result<Vec<Listeners>> {
+    let mut sets = Vec::with_capacity(workers.max(1));
+    for _ in 1..workers.max(1) {
+        sets.push(listeners.tcp_copies()?);
+    }
+    sets.insert(0, listeners);
+    Ok(sets)
+}
+
 /// Handles signals on a thread of its own: the first SIGINT or SIGTERM makes `/readyz` say
-/// 503 at once and, `drain_delay` later, starts the drain; a second exits at once; SIGUSR1
-/// logs the counters; SIGHUP is logged and ignored.
+/// 503 at once (and the service manager hear `STOPPING=1`) and, `drain_delay` later, starts
+/// the drain; a second exits at once; SIGUSR1 logs the counters; SIGHUP is logged and
+/// ignored.
 fn spawn_signal_thread(
     shutdown: CancellationToken,
     server: Server,
+    notifier: Notifier,
     readiness: Readiness,
     drain_delay: Duration,
 ) -> anyhow::Result<()> {
@@ -200,6 +345,11 @@ fn spawn_signal_thread(
                 let delay = tokio::time::sleep(Duration::MAX);
                 tokio::pin!(delay);
                 let mut delaying = false;
+                let begin_drain = || {
+                    shutdown.cancel();
+                    let active = server.stats().active;
+                    let _ = notifier.status(&format!("draining {active} connections"));
+                };
                 loop {
                     let name = tokio::select! {
                         _ = term.recv() => "SIGTERM",
@@ -215,7 +365,7 @@ fn spawn_signal_thread(
                         () = &mut delay, if delaying => {
                             delaying = false;
                             info!("drain delay over: draining");
-                            shutdown.cancel();
+                            begin_drain();
                             continue;
                         }
                     };
@@ -227,13 +377,17 @@ fn spawn_signal_thread(
                     readiness.set_ready(false);
                     if drain_delay.is_zero() {
                         info!("{name}: draining (a second signal exits at once)");
-                        shutdown.cancel();
+                        let _ = notifier.stopping(&format!("{name}: draining"));
+                        begin_drain();
                     } else {
+                        let delay_text = humantime::format_duration(drain_delay);
                         info!(
-                            "{name}: /readyz now says 503; still serving for {} before the \
-                             drain (a second signal exits at once)",
-                            humantime::format_duration(drain_delay)
+                            "{name}: /readyz now says 503; still serving for {delay_text} before the \
+                             drain (a second signal exits at once)"
                         );
+                        let _ = notifier.stopping(&format!(
+                            "{name}: readyz 503, still serving for {delay_text}, then draining"
+                        ));
                         delay
                             .as_mut()
                             .reset(tokio::time::Instant::now() + drain_delay);

@@ -177,7 +177,7 @@ impl Server {
     ) -> io::Result<()> {
         let listeners = listeners.into();
         self.check([&listeners])?;
-        let worker = worker(self.shared.clone(), listeners, true);
+        let worker = worker(self.shared.clone(), listeners, true, None);
         tokio::pin!(worker);
         tokio::select! {
             r = &mut worker => return r,
@@ -216,16 +216,32 @@ impl Server {
         sets: Vec<Listeners>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
+        self.run_worker_sets_with(sets, shutdown, || {})
+    }
+
+    /// [`run_worker_sets`](Self::run_worker_sets), calling `serving` once every worker has
+    /// started its accept loops and UDP tasks (where a service manager is told `READY=1`).
+    /// `serving` runs on the first worker's runtime, so it may `tokio::spawn` tasks that
+    /// stop when that runtime stops serving (a watchdog).
+    pub fn run_worker_sets_with(
+        &self,
+        sets: Vec<Listeners>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        serving: impl FnOnce() + Send + 'static,
+    ) -> io::Result<()> {
         self.check(&sets)?;
+        let count = sets.len().max(1);
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut sets = sets.into_iter();
         let first = sets.next().unwrap_or_default();
         let mut threads = Vec::new();
         for (i, set) in sets.enumerate() {
             let shared = self.shared.clone();
+            let started = started_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("upcased-worker-{}", i + 1))
                 .spawn(move || -> io::Result<()> {
-                    current_thread_runtime()?.block_on(worker(shared, set, false))
+                    current_thread_runtime()?.block_on(worker(shared, set, false, Some(started)))
                 })?;
             threads.push(thread);
         }
@@ -236,7 +252,15 @@ impl Server {
                 shutdown.await;
                 shared.begin_drain();
             });
-            worker(self.shared.clone(), first, true).await
+            tokio::spawn(async move {
+                for _ in 0..count {
+                    if started_rx.recv().await.is_none() {
+                        return; // a worker failed before serving
+                    }
+                }
+                serving();
+            });
+            worker(self.shared.clone(), first, true, Some(started_tx)).await
         });
         for t in threads {
             match t.join() {

@@ -116,6 +116,11 @@ pub struct ServerArgs {
     /// before the drain begins, so a balancer can take the instance out of rotation first.
     #[arg(long, value_name = "DUR", default_value = "0", value_parser = parse_duration)]
     pub drain_delay: Duration,
+    /// Bind every TCP and UDP socket with SO_REUSEPORT, one per worker thread: several
+    /// upcased processes can then share a port, and the kernel spreads connections among
+    /// all of their workers.
+    #[arg(long)]
+    pub reuse_port: bool,
 
     /// Log line format.
     #[arg(long, value_name = "text|json", value_enum, default_value_t = LogFormat::Text,
@@ -129,6 +134,10 @@ pub struct ServerArgs {
     /// Less logging (-q warnings only, -qq errors only).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
     pub quiet: u8,
+
+    /// Write the man page or a shell completion script to stdout and exit (for packagers).
+    #[arg(long, value_name = "WHAT", value_enum, hide = true, exclusive = true)]
+    pub generate: Option<crate::generate::Generate>,
 }
 
 impl ServerArgs {

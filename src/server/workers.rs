@@ -25,11 +25,13 @@ pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
 
 /// One worker: an accept loop per TCP listener and every connection they accept, until the
 /// drain has finished; a task per UDP socket, until the drain begins; and, when `report`,
-/// the once-a-minute counter summary.
+/// the once-a-minute counter summary. Once they are all spawned, `started` (if any) hears
+/// of it.
 pub(crate) async fn worker(
     shared: Arc<Shared>,
     listeners: Listeners,
     report: bool,
+    started: Option<tokio::sync::mpsc::UnboundedSender<()>>,
 ) -> io::Result<()> {
     let stats = Arc::new(WorkerStats::default());
     shared
@@ -62,6 +64,9 @@ pub(crate) async fn worker(
     }
     if report {
         tasks.push(tokio::spawn(report_stats(shared.clone())));
+    }
+    if let Some(started) = started {
+        let _ = started.send(());
     }
     for t in tasks {
         let _ = t.await;
