@@ -12,6 +12,7 @@ use upcase::limits;
 use upcase::logging;
 use upcase::net::{bind_tcp, bind_udp, raise_nofile_limit};
 use upcase::server::{Listener, Listeners, Server, ServerArgs};
+use upcase::tls;
 
 fn main() -> ExitCode {
     let args = ServerArgs::parse();
@@ -27,13 +28,51 @@ fn main() -> ExitCode {
         eprintln!("upcased: error: {e}");
         return ExitCode::from(2);
     }
-    match run(args, Server::new(config)) {
+    if args.tls_identity_missing() {
+        eprintln!(
+            "upcased: error: --tls-listen needs a certificate: give --tls-cert FILE and \
+             --tls-key FILE, or --tls-self-signed FILE to make one"
+        );
+        return ExitCode::from(2);
+    }
+    let server = match tls_server(&args, config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("upcased: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(args, server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("upcased: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The server, with the TLS certificate when there are TLS listeners: read from
+/// `--tls-cert`/`--tls-key`, or made by `--tls-self-signed`.
+fn tls_server(args: &ServerArgs, config: upcase::server::Config) -> anyhow::Result<Server> {
+    if args.tls_listen.is_empty() {
+        return Ok(Server::new(config));
+    }
+    let store = match (&args.tls_self_signed, &args.tls_cert, &args.tls_key) {
+        (Some(path), _, _) => {
+            let store = tls::self_signed(path)?;
+            info!(
+                ca = %path.display(),
+                "made a self-signed certificate for localhost, 127.0.0.1 and ::1; \
+                 clients trust it with --ca {}",
+                path.display()
+            );
+            store
+        }
+        (None, Some(cert), Some(key)) => tls::CertStore::from_files(cert, key)?,
+        // `tls_identity_missing` and clap's `requires` rule the rest out.
+        _ => bail!("--tls-listen needs --tls-cert and --tls-key, or --tls-self-signed"),
+    };
+    Ok(Server::with_tls(config, store)?)
 }
 
 fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
@@ -47,7 +86,8 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
         Err(e) => warn!(error = %e, "could not read the descriptor limit"),
     }
 
-    let defaults = args.listen.is_empty();
+    // With only --tls-listen, only TLS is served.
+    let defaults = args.listen.is_empty() && args.tls_listen.is_empty();
     let addrs = if defaults {
         vec![
             SocketAddr::from(([127, 0, 0, 1], limits::DEFAULT_PORT)),
@@ -74,9 +114,23 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
         }
     }
 
+    for &addr in &args.tls_listen {
+        match bind_tcp(addr) {
+            Ok(l) => listeners.tcp.push(Listener::tls(l)),
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    " — is another upcased running? pick another port with --tls-listen"
+                } else {
+                    ""
+                };
+                bail!("could not listen on {addr} (tls): {}{hint}", plain(&e));
+            }
+        }
+    }
+
     if args.udp {
         // Same address and port as each TCP listener (its real port, when 0 was asked).
-        for l in &listeners.tcp {
+        for l in listeners.tcp.iter().filter(|l| !l.settings.tls) {
             let addr = l.socket.local_addr()?;
             let u = bind_udp(addr)
                 .map_err(|e| anyhow::anyhow!("could not listen on {addr} (udp): {}", plain(&e)))?;
@@ -91,7 +145,11 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
         .context("could not install signal handlers")?;
 
     for l in &listeners.tcp {
-        info!("listening on {}", l.socket.local_addr()?);
+        if l.settings.tls {
+            info!("listening on {} (tls)", l.socket.local_addr()?);
+        } else {
+            info!("listening on {}", l.socket.local_addr()?);
+        }
     }
     for u in &listeners.udp {
         info!("listening on {} (udp)", u.local_addr()?);
@@ -108,7 +166,8 @@ fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
 }
 
 /// Handles signals on a thread of its own: the first SIGINT or SIGTERM starts the drain and
-/// the second exits at once; SIGUSR1 logs the counters; SIGHUP is logged and ignored.
+/// the second exits at once; SIGUSR1 logs the counters; SIGHUP reloads the TLS certificate
+/// (without TLS it is logged and ignored).
 fn spawn_signal_thread(shutdown: CancellationToken, server: Server) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -152,7 +211,7 @@ fn spawn_signal_thread(shutdown: CancellationToken, server: Server) -> anyhow::R
                             continue;
                         }
                         _ = hup.recv() => {
-                            info!("SIGHUP: nothing to reload; ignored");
+                            reload(&server);
                             continue;
                         }
                     };
@@ -168,6 +227,23 @@ fn spawn_signal_thread(shutdown: CancellationToken, server: Server) -> anyhow::R
         })?;
     ready_rx.recv()??;
     Ok(())
+}
+
+/// SIGHUP: reads `--tls-cert` and `--tls-key` again; a bad pair is logged and the old one
+/// kept.
+fn reload(server: &Server) {
+    let generation = || server.tls_store().map_or(0, |s| s.generation());
+    match server.reload_tls() {
+        None => info!("SIGHUP: no TLS certificate to reload; ignored"),
+        Some(Ok(true)) => info!(
+            generation = generation(),
+            "SIGHUP: TLS certificate reloaded; new handshakes use it"
+        ),
+        Some(Ok(false)) => info!("SIGHUP: the certificate is self-signed; nothing to reload"),
+        Some(Err(e)) => {
+            warn!(error = %e, "SIGHUP: TLS certificate not reloaded; keeping the old one")
+        }
+    }
 }
 
 fn ipv6_unavailable(e: &std::io::Error) -> bool {

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use super::admission::Refusal;
 use super::listeners::{ListenerSettings, Preamble};
 use super::stats::{bump, WorkerStats};
-use super::{conn, Shared};
+use super::{conn, tls, Shared};
 use crate::limits;
 
 /// Accepts until the drain begins, then closes the listener (by dropping it) so that new
@@ -40,6 +40,15 @@ pub(crate) async fn accept_loop(
                         bump(&stats.served);
                         let _ = stream.set_nodelay(true);
                         match settings.preamble {
+                            Preamble::None if settings.tls => {
+                                tracker.spawn(tls::serve(
+                                    stream,
+                                    peer,
+                                    shared.clone(),
+                                    stats.clone(),
+                                    slot,
+                                ));
+                            }
                             Preamble::None => {
                                 tracker.spawn(conn::serve(
                                     stream,

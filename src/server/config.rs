@@ -33,6 +33,9 @@ pub struct Config {
     pub read_buffer: usize,
     /// UDP datagrams answered per second per source address, at least 1; `None` for no limit.
     pub udp_rate: Option<u32>,
+    /// Bound on a TLS handshake on a TLS listener (more than zero, at most
+    /// [`limits::MAX_DURATION`]); the connection holds its slot meanwhile.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             linger_timeout: limits::LINGER_TIMEOUT,
             read_buffer: limits::READ_CHUNK,
             udp_rate: None,
+            tls_handshake_timeout: limits::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -79,6 +83,9 @@ pub enum ConfigError {
     /// `udp_rate` is `Some(0)`.
     #[error("udp_rate is 0: no datagram could ever be answered; give at least 1, or no limit")]
     NoUdpRate,
+    /// `tls_handshake_timeout` is zero: every handshake would time out.
+    #[error("tls_handshake_timeout is zero: every TLS handshake would time out; give more")]
+    ZeroTlsHandshakeTimeout,
 }
 
 impl Config {
@@ -100,6 +107,7 @@ impl Config {
             ("idle_timeout", self.idle_timeout.unwrap_or_default()),
             ("shutdown_timeout", self.shutdown_timeout),
             ("linger_timeout", self.linger_timeout),
+            ("tls_handshake_timeout", self.tls_handshake_timeout),
         ] {
             if value > limits::MAX_DURATION {
                 return Err(ConfigError::TooLong { name, value });
@@ -107,6 +115,9 @@ impl Config {
         }
         if self.udp_rate == Some(0) {
             return Err(ConfigError::NoUdpRate);
+        }
+        if self.tls_handshake_timeout.is_zero() {
+            return Err(ConfigError::ZeroTlsHandshakeTimeout);
         }
         Ok(())
     }
@@ -174,6 +185,10 @@ mod tests {
             }
         ));
         assert_eq!(bad(|c| c.udp_rate = Some(0)), ConfigError::NoUdpRate);
+        assert_eq!(
+            bad(|c| c.tls_handshake_timeout = Duration::ZERO),
+            ConfigError::ZeroTlsHandshakeTimeout
+        );
     }
 
     #[test]

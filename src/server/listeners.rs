@@ -22,6 +22,9 @@ pub enum Preamble {
 pub struct ListenerSettings {
     /// What comes before the stream.
     pub preamble: Preamble,
+    /// Whether the stream is inside TLS: the handshake comes first (after any PROXY
+    /// header), with the server's certificate (see [`Server::with_tls`](super::Server::with_tls)).
+    pub tls: bool,
 }
 
 /// A bound TCP listener and its settings.
@@ -39,6 +42,17 @@ impl Listener {
         Listener {
             socket,
             settings: ListenerSettings::default(),
+        }
+    }
+
+    /// A TLS listener: each connection's stream begins after a TLS handshake.
+    pub fn tls(socket: std::net::TcpListener) -> Self {
+        Listener {
+            socket,
+            settings: ListenerSettings {
+                tls: true,
+                ..ListenerSettings::default()
+            },
         }
     }
 

@@ -29,6 +29,7 @@
 //! | `drain.rs` | the drain signal and its deadline |
 //! | `stats.rs` | per-worker counters, summed into [`Stats`] |
 //! | `log.rs` | rate-limited warnings |
+//! | `tls.rs` | TLS listeners: the certificate, the handshake before the stream, `Transport` for TLS |
 //! | `udp.rs` | UDP mode |
 
 mod accept;
@@ -40,6 +41,7 @@ mod listeners;
 mod log;
 mod options;
 mod stats;
+mod tls;
 mod udp;
 mod workers;
 
@@ -75,6 +77,8 @@ pub(crate) struct Shared {
     workers: Mutex<Vec<Arc<WorkerStats>>>,
     limit_log: RateLimitedLog,
     accept_log: RateLimitedLog,
+    /// The certificate and acceptor of the TLS listeners, if the server has any.
+    tls: Option<tls::TlsState>,
 }
 
 impl Shared {
@@ -124,10 +128,39 @@ impl Server {
                 workers: Mutex::new(Vec::new()),
                 limit_log: RateLimitedLog::default(),
                 accept_log: RateLimitedLog::default(),
+                tls: None,
                 invalid,
                 config,
             }),
         }
+    }
+
+    /// A server with this configuration that serves `store`'s certificate on its TLS
+    /// listeners ([`Listener::tls`]). Fails only if rustls refuses the configuration.
+    pub fn with_tls(
+        config: Config,
+        store: Arc<crate::tls::CertStore>,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let state = tls::TlsState::new(store)?;
+        let mut server = Server::new(config);
+        // Just made, so not shared yet.
+        if let Some(shared) = Arc::get_mut(&mut server.shared) {
+            shared.tls = Some(state);
+        }
+        Ok(server)
+    }
+
+    /// Reads the TLS certificate and key files again (what SIGHUP does): `None` without
+    /// TLS, `Some(Ok(true))` when the next handshakes use the new pair, `Some(Ok(false))`
+    /// when there are no files to read (a self-signed pair), and the error when the new
+    /// files are unusable, in which case the old pair goes on being served.
+    pub fn reload_tls(&self) -> Option<Result<bool, crate::tls::TlsError>> {
+        self.shared.tls.as_ref().map(|t| t.store.reload())
+    }
+
+    /// The certificate store of the TLS listeners, if any.
+    pub fn tls_store(&self) -> Option<&Arc<crate::tls::CertStore>> {
+        self.shared.tls.as_ref().map(|t| &t.store)
     }
 
     /// The configuration this server runs with.
@@ -145,12 +178,20 @@ impl Server {
         self.shared.begin_drain();
     }
 
-    /// `Err` (`InvalidInput`, holding the [`ConfigError`]) if the configuration is invalid.
-    fn check(&self) -> io::Result<()> {
-        match &self.shared.invalid {
-            Some(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone())),
-            None => Ok(()),
+    /// `Err` (`InvalidInput`, holding the [`ConfigError`]) if the configuration is invalid,
+    /// or if a TLS listener is given to a server without a certificate.
+    fn check(&self, sets: &[&Listeners]) -> io::Result<()> {
+        if let Some(e) = &self.shared.invalid {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone()));
         }
+        let tls_listener = sets.iter().any(|s| s.tcp.iter().any(|l| l.settings.tls));
+        if tls_listener && self.shared.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a TLS listener needs a certificate: make the server with Server::with_tls",
+            ));
+        }
+        Ok(())
     }
 
     /// Serves on the current tokio runtime until `shutdown` resolves, then drains:
@@ -161,8 +202,9 @@ impl Server {
         listeners: impl Into<Listeners>,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        self.check()?;
-        let worker = worker(self.shared.clone(), listeners.into(), true);
+        let listeners = listeners.into();
+        self.check(&[&listeners])?;
+        let worker = worker(self.shared.clone(), listeners, true);
         tokio::pin!(worker);
         tokio::select! {
             r = &mut worker => return r,
@@ -201,7 +243,7 @@ impl Server {
         sets: Vec<Listeners>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        self.check()?;
+        self.check(&sets.iter().collect::<Vec<_>>())?;
         let mut sets = sets.into_iter();
         let first = sets.next().unwrap_or_default();
         let mut threads = Vec::new();
