@@ -18,6 +18,8 @@
 //! | [`admin`] | `--admin`: `/livez`, `/readyz` and `/metrics` over HTTP/1.1 on its own thread |
 //! | [`server`] | `upcased`: config, listeners with their settings, workers, accept loops, limits, drain, counters |
 //! | [`server::conn`] | one connection: [`Connection`](server::conn::Connection), the sans-I/O state machine that holds the policy (transform, line boundary, idle and drain deadlines, memory bound); the tokio readiness driver that runs it (where an io_uring driver goes beside it); and [`Transport`](server::conn::Transport), the seam beneath that driver (where TLS goes) |
+//! | [`reuseport`] | `--reuse-port`: TCP and UDP sockets bound with `SO_REUSEPORT` |
+//! | [`systemd`] | socket activation (inherited listeners) and `sd_notify` readiness, stop and watchdog |
 //! | [`client`] | `upcase`: connecting, pipe mode, `send`, the interactive session |
 //! | [`bench`](mod@bench) | `upcase bench`: the load generator — closed and open loop, verified replies, latency |
 //! | [`check`] | `upcase check`: the conformance suite that grades any server, and its reports |
@@ -34,7 +36,9 @@ pub mod limits;
 pub mod logging;
 pub mod net;
 pub mod proxy;
+pub mod reuseport;
 pub mod server;
+pub mod systemd;
 pub mod tls;
 pub mod transform;
 pub mod units;

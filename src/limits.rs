@@ -163,3 +163,7 @@ pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// request is answered. Prometheus and kubelets reconnect freely; a bound keeps a client
 /// that holds connections open from filling [`ADMIN_MAX_CONNECTIONS`] for good.
 pub const ADMIN_KEEP_ALIVE: Duration = Duration::from_secs(60);
+/// How long one `sd_notify` datagram may block when the service manager's socket queue is
+/// full. A manager that reads nothing for a second is wedged; the sender logs and goes on
+/// rather than stall the runtime that runs the watchdog task.
+pub const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_secs(1);
