@@ -42,6 +42,24 @@ struct Cli {
     #[arg(long, global = true)]
     udp: bool,
 
+    /// Speak TLS: verify the server against the system's roots (or --ca), with SNI from the
+    /// host of --connect (or --sni).
+    #[arg(long, global = true, conflicts_with = "udp")]
+    tls: bool,
+
+    /// With --tls: trust only the CA certificates in FILE (PEM), e.g. upcased's
+    /// --tls-self-signed FILE.
+    #[arg(long, value_name = "FILE", global = true, requires = "tls")]
+    ca: Option<std::path::PathBuf>,
+
+    /// With --tls: the server name to send and verify, instead of the host of --connect.
+    #[arg(long, value_name = "NAME", global = true, requires = "tls")]
+    sni: Option<String>,
+
+    /// With --tls: verify no certificate at all (says so on stderr). For trying things out.
+    #[arg(long, global = true, requires = "tls")]
+    insecure: bool,
+
     /// More logging on stderr. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -90,6 +108,11 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         eprintln!("error: invalid value '0' for '--timeout <DUR>': must be more than zero");
         return Ok(ExitCode::from(2));
     }
+    let tls_opts = client::TlsOptions {
+        ca: cli.ca.clone(),
+        sni: cli.sni.clone(),
+        insecure: cli.insecure,
+    };
     let send = match cli.command {
         Some(Command::Check(args)) => return check(&args),
         Some(Command::Bench(mut args)) => {
@@ -119,6 +142,10 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     };
     if cli.udp {
         return run_udp(&cli.connect, cli.timeout, send).map(|()| ExitCode::SUCCESS);
+    }
+    if cli.tls {
+        let client = tls_client(&tls_opts, &cli.connect)?;
+        return run_tls(&cli.connect, cli.timeout, &client, send).map(|()| ExitCode::SUCCESS);
     }
     match send {
         Some(text) => {
@@ -161,6 +188,60 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The TLS configuration `--tls`, `--ca`, `--sni` and `--insecure` ask for, for `target`;
+/// `--insecure` says so here, once.
+fn tls_client(opts: &client::TlsOptions, target: &str) -> Result<client::TlsClient, ClientError> {
+    if opts.insecure {
+        eprintln!("{}", upcase::tls::client::INSECURE_WARNING);
+    }
+    client::TlsClient::new(target, opts)
+}
+
+/// The same three ways of talking, over TLS.
+fn run_tls(
+    target: &str,
+    timeout: Duration,
+    tls: &client::TlsClient,
+    send: Option<Vec<String>>,
+) -> Result<(), ClientError> {
+    let local = |what| move |source| ClientError::Local { what, source };
+    match send {
+        Some(text) => {
+            let mut message = text.join(" ").into_bytes();
+            message.push(b'\n');
+            let mut stream = tls.connect(target, timeout)?;
+            let reply = client::send_tls(&mut stream, &message, timeout)?;
+            let _ = upcase::tls::close_write(&mut stream);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&reply)
+                .and_then(|()| out.flush())
+                .map_err(local("writing output"))?;
+        }
+        None if std::io::stdin().is_terminal() => {
+            let mut editor =
+                Editor::new("upcase/tls> ").map_err(local("starting the line editor"))?;
+            client::interactive_tls(
+                target,
+                timeout,
+                tls,
+                &mut editor,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )?;
+        }
+        None => {
+            client::pipe_tls(
+                target,
+                timeout,
+                tls,
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The same three ways of talking, over UDP: `send` is one datagram.

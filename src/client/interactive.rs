@@ -117,7 +117,7 @@ fn reconnect<N: Write + ?Sized>(
 }
 
 /// Whether the server has closed its side (or reset) while we were waiting for the user.
-fn is_closed(stream: &TcpStream) -> bool {
+pub(super) fn is_closed(stream: &TcpStream) -> bool {
     if stream.set_nonblocking(true).is_err() {
         return true;
     }

@@ -16,6 +16,7 @@
 
 mod interactive;
 mod pipe;
+mod tls;
 mod udp;
 
 use std::io::{self, Read, Write};
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use interactive::{interactive, Editor, LineSource};
 pub use pipe::{pipe, PipeStats};
+pub use tls::{interactive_tls, pipe_tls, send_tls, TlsClient, TlsOptions};
 pub use udp::{interactive_udp, pipe_udp, UdpClient};
 
 use crate::limits::DEFAULT_PORT;
@@ -101,6 +103,17 @@ pub enum ClientError {
         len: usize,
         /// The largest datagram payload.
         max: usize,
+    },
+    /// TLS could not be set up, or the handshake failed (an untrusted certificate, a name
+    /// mismatch, a plain-text server): one line naming the address and the reason.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The server closed a TLS connection without `close_notify` in the middle of a reply:
+    /// the reply may be cut short.
+    #[error("{addr} closed the TLS connection without close_notify: the reply may be truncated")]
+    Truncated {
+        /// The server's address.
+        addr: SocketAddr,
     },
     /// Reading the user's input or writing the output failed.
     #[error("{what}: {source}")]
