@@ -47,7 +47,9 @@ fn leaf(ca: &Ca) -> (String, String) {
     let key = KeyPair::generate().unwrap();
     let mut params =
         CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
     (cert.pem(), key.serialize_pem())
 }
@@ -60,9 +62,13 @@ struct Pki {
 
 impl Pki {
     fn new() -> Pki {
+        Pki::named("upcase test CA")
+    }
+    /// A PKI whose CA has this name (two CAs of one name would look like one to a client).
+    fn named(name: &str) -> Pki {
         let pki = Pki {
             dir: tempfile::tempdir().unwrap(),
-            ca: ca("upcase test CA"),
+            ca: ca(name),
         };
         pki.issue();
         std::fs::write(pki.ca_path(), &pki.ca.pem).unwrap();
@@ -313,7 +319,9 @@ fn plain_text_on_the_tls_port_is_closed_and_tls_clients_are_served() {
         Ok(n) => assert_eq!(n, 0, "got {:?}", &buf[..n]),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
     }
-    server.wait_for("the failure", |st| st.tls_failures(HandshakeFailure::NotTls) == 1);
+    server.wait_for("the failure", |st| {
+        st.tls_failures(HandshakeFailure::NotTls) == 1
+    });
     tls_client.write_all(b"still here\n").unwrap();
     tls_client.flush().unwrap();
     assert_eq!(read_n(&mut tls_client, 11), b"STILL HERE\n");
@@ -338,7 +346,11 @@ fn a_stalled_handshake_is_closed_at_the_timeout_and_others_are_served() {
     s.flush().unwrap();
     assert_eq!(read_n(&mut s, 7), b"SERVED\n");
     let mut buf = [0u8; 16];
-    assert_eq!(stalled.read(&mut buf).unwrap(), 0, "closed, with nothing sent");
+    assert_eq!(
+        stalled.read(&mut buf).unwrap(),
+        0,
+        "closed, with nothing sent"
+    );
     server.wait_for("the timeout", |st| {
         st.tls_failures(HandshakeFailure::Timeout) == 1
     });
@@ -368,7 +380,7 @@ fn a_handshake_in_progress_counts_against_the_connection_limit() {
 #[test]
 fn a_wrong_ca_is_one_line_and_exit_1() {
     let pki = Pki::new();
-    let other = Pki::new();
+    let other = Pki::named("another CA");
     let server = TlsTestServer::start(&pki, Config::default());
     let out = upcase_bin()
         .args(["--tls", "--ca", other.ca_path().to_str().unwrap(), "-c"])
