@@ -92,6 +92,21 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Default `--timeout` of the client: for connecting, and for waiting for a reply.
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest reply `upcase send` (and each line of the interactive session) holds before
+/// giving up on a server that never ends its line. A message comes from the command line,
+/// where the kernel caps the arguments at a few MiB (`ARG_MAX`), and its reply is at most
+/// three times as long, so 16 MiB holds any true reply; a longer message raises the bound
+/// to three times its length.
+pub const MAX_REPLY: usize = 16 * 1024 * 1024;
+
+/// Lines of interactive history kept between sessions. A thousand is what bash keeps by
+/// default (`HISTFILESIZE` is 500–1000), and the file stays well under a megabyte.
+pub const HISTORY_MAX_ENTRIES: usize = 1000;
+
+/// The longest line kept in the history file: longer ones (a big paste) are sent, but not
+/// remembered, so that the file stays small.
+pub const HISTORY_MAX_LINE: usize = 4096;
+
 /// Buffer of the client's pipe mode, per direction. Large enough that a bulk transfer
 /// costs few system calls, as `nc` does with its 64 KiB-ish buffers.
 pub const PIPE_BUFFER: usize = 128 * 1024;

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use assert_cmd::prelude::*;
+use upcase::check::diagnosis::SERVER_FLAWS;
 use upcase::check::{self, CheckError, CheckOptions, CheckReport, Status};
 use upcase::server::{Config, Server};
 use upcase::transform::Mode;
@@ -44,6 +45,7 @@ fn grade(addr: SocketAddr, mode: Mode) -> CheckReport {
         mode,
         timeout: TIMEOUT,
         only: Vec::new(),
+        command: None,
     })
     .unwrap()
 }
@@ -73,6 +75,32 @@ fn assert_fails_exactly(report: &CheckReport, expected: &[&'static str]) {
     assert_eq!(report.cases.len(), check::CASES.len());
     assert_eq!(report.failed, expected.len());
     assert_eq!(report.success(), expected.is_empty());
+}
+
+/// Asserts that the diagnosis names `flaws` (by their names in the table), in that order,
+/// and that the hint under every failure is that of the flaw explaining it: one story,
+/// not a guess per case.
+fn assert_diagnosis(report: &CheckReport, flaws: &[&str]) {
+    let table = check::export::table(report);
+    let line = report.diagnosis.as_deref().expect("a diagnosis");
+    let found: Vec<_> = flaws
+        .iter()
+        .map(|n| SERVER_FLAWS.iter().find(|f| f.name == *n).unwrap())
+        .collect();
+    assert!(line.starts_with(found[0].cause), "{line}\n{table}");
+    for f in &found {
+        assert!(line.contains(f.fix), "{}: {line}", f.name);
+    }
+    assert!(!line.contains("no known flaw"), "{line}");
+    for case in report
+        .cases
+        .iter()
+        .filter(|c| c.counted && c.status == Status::Fail)
+    {
+        let by = found.iter().find(|f| f.fails.contains(&case.name)).unwrap();
+        assert_eq!(case.hint, by.hint, "{}\n{table}", case.name);
+    }
+    assert!(table.contains(&format!("diagnosis: {line}")), "{table}");
 }
 
 #[test]
@@ -131,12 +159,14 @@ fn read_once_server_fails_every_case_that_needs_a_second_read() {
             "split-letter",
         ],
     );
+    assert_diagnosis(&report, &["read-once"]);
 }
 
 #[test]
 fn one_client_at_a_time_fails_the_concurrency_cases() {
     let report = grade(flawed::one_client_at_a_time(), Mode::Unicode);
     assert_fails_exactly(&report, &["concurrent-idle", "many-clients"]);
+    assert_diagnosis(&report, &["one-client-at-a-time"]);
     let idle = report
         .cases
         .iter()
@@ -150,6 +180,7 @@ fn one_client_at_a_time_fails_the_concurrency_cases() {
 fn ignoring_partial_writes_fails_the_large_message() {
     let report = grade(flawed::ignores_partial_writes(), Mode::Unicode);
     assert_fails_exactly(&report, &["large-message"]);
+    assert_diagnosis(&report, &["ignores-partial-writes"]);
     let large = report
         .cases
         .iter()
@@ -177,6 +208,7 @@ fn lossy_decoding_per_read_fails_split_and_invalid_bytes() {
             "split-letter",
         ],
     );
+    assert_diagnosis(&report, &["lossy-per-read"]);
     let invalid = report
         .cases
         .iter()
@@ -197,6 +229,21 @@ fn lossy_decoding_per_read_fails_split_and_invalid_bytes() {
 fn upcasing_each_read_alone_fails_only_the_split_letter() {
     let report = grade(flawed::stateless_per_read(), Mode::Unicode);
     assert_fails_exactly(&report, &["split-letter"]);
+    assert_diagnosis(&report, &["stateless-per-read"]);
+}
+
+#[test]
+fn simple_case_mapping_fails_the_cases_with_longer_upper_cases() {
+    let report = grade(flawed::simple_case_mapping(), Mode::Unicode);
+    assert_fails_exactly(&report, &["unicode-special-casing", "split-letter"]);
+    assert_diagnosis(&report, &["simple-case-mapping"]);
+    let case = report
+        .cases
+        .iter()
+        .find(|c| c.name == "unicode-special-casing")
+        .unwrap();
+    // Nothing here a one-to-one mapper would change: the reply is not "ASCII only".
+    assert!(!case.reason.contains("only ASCII"), "{}", case.reason);
 }
 
 #[test]
@@ -207,12 +254,21 @@ fn ascii_only_server_fails_the_unicode_cases_and_passes_with_ascii() {
         &report,
         &["unicode-letters", "unicode-special-casing", "split-letter"],
     );
+    assert_diagnosis(&report, &["ascii-only"]);
     let letters = report
         .cases
         .iter()
         .find(|c| c.name == "unicode-letters")
         .unwrap();
     assert!(letters.reason.contains("only ASCII"), "{}", letters.reason);
+    // The tutorial's own target: every failure is a Unicode case, so the summary says
+    // it conforms under --ascii rules and how to grade it so.
+    assert!(report.ascii_conforming);
+    let summary = check::export::summary(&report);
+    assert!(
+        summary.contains("it conforms under --ascii rules (grade it with `upcase check --ascii`)"),
+        "{summary}"
+    );
     let lenient = grade(addr, Mode::Ascii);
     assert_fails_exactly(&lenient, &[]);
     assert_eq!(lenient.informational, 3);
@@ -229,6 +285,7 @@ fn line_buffered_server_fails_the_cases_about_unfinished_lines() {
             "incomplete-at-eof",
         ],
     );
+    assert_diagnosis(&report, &["line-buffered"]);
 }
 
 #[test]
@@ -242,12 +299,15 @@ fn server_that_never_closes_fails_the_half_close_cases() {
             "serves-after-half-close",
         ],
     );
+    assert_diagnosis(&report, &["never-closes"]);
+    assert!(!report.ascii_conforming);
 }
 
 #[test]
 fn server_that_dies_on_a_reset_fails_abrupt_disconnect() {
     let report = grade(flawed::dies_on_reset(), Mode::Unicode);
     assert_fails_exactly(&report, &["abrupt-disconnect"]);
+    assert_diagnosis(&report, &["dies-on-reset"]);
     let abrupt = report.cases.last().unwrap();
     assert!(
         abrupt.reason.contains("connection refused"),
@@ -336,7 +396,10 @@ fn cli_exits_1_and_shows_the_bytes_against_a_flawed_server() {
         "{stdout}"
     );
     assert!(stdout.contains(&format!("got       \"{got}")), "{stdout}");
-    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("0 passed, 1 failed (1 case in "),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -360,10 +423,87 @@ fn cli_usage_errors_exit_2() {
         vec!["check", "127.0.0.1:1", "--only", "nonsense"],
         vec!["check", "127.0.0.1:1", "--timeout", "0"],
         vec!["check", "127.0.0.1:1", "--timeout", "soon"],
+        vec!["check", "127.0.0.1:1", "--timeout", "18446744073709551615"],
+        vec!["check", "127.0.0.1:1", "--timeout", "2h"],
+        vec!["check", "127.0.0.1:1", "--server-cmd", "true"],
+        vec!["check", "--sheet", "x.csv"],
     ] {
         let out = upcase_cmd().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty());
     }
+    let out = upcase_cmd()
+        .args(["check", "127.0.0.1:1", "--timeout", "2h"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("at most 1h (the range is 1ms to 1h)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Serves the checker's probe and `basic` (the first two connections) correctly, then
+/// holds every later connection open without reading or answering.
+fn answers_once_then_hangs() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (i, stream) in listener.incoming().flatten().enumerate() {
+            if i < 2 {
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut s = stream;
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        let up = upcase::transform::upcase(&buf[..n], Mode::Unicode);
+                        if s.write_all(&up).is_err() {
+                            break;
+                        }
+                    }
+                });
+            } else {
+                held.push(stream);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn ctrl_c_prints_the_cases_so_far_and_exits_130() {
+    use std::io::BufRead;
+    let addr = answers_once_then_hangs();
+    let mut child = upcase_cmd()
+        .args(["check", &addr.to_string(), "--timeout", "10s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Each case's line is printed as it finishes: `basic` shows while `sequential` hangs.
+    let mut seen = String::new();
+    while !seen.contains("PASS  basic") {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    // SAFETY: kill is a plain system call; the pid is our unreaped child's.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(
+        rest.contains("1 passed, 0 failed (1 case in "),
+        "{seen}{rest}"
+    );
+    assert!(rest.contains("interrupted after 1 case"), "{rest}");
+    assert!(!rest.contains("sequential"), "{rest}");
 }
 
 #[test]

@@ -228,3 +228,362 @@ fn nc_style_client_without_newline_gets_reply_then_eof() {
     c.read_to_end(&mut got).unwrap();
     assert_eq!(got, "STRAßE".as_bytes());
 }
+
+// ---- the client's command line
+
+fn stderr_of(out: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
+#[test]
+fn a_subcommand_takes_only_the_flags_it_uses() {
+    let help = upcase().args(["check", "--help"]).assert().success();
+    let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+    for flag in ["--connect", "--udp", "UPCASE_ADDR", "--no-history"] {
+        assert!(!help.contains(flag), "check --help lists {flag}:\n{help}");
+    }
+    upcase().args(["check", "--udp", "x"]).assert().code(2);
+    upcase()
+        .args(["check", "-c", "127.0.0.1:1", "127.0.0.1:1"])
+        .assert()
+        .code(2);
+    let out = upcase()
+        .args(["-c", "127.0.0.1:1", "check", "127.0.0.1:1"])
+        .assert()
+        .code(2);
+    assert!(stderr_of(&out).contains("not used by `upcase check`"));
+    upcase()
+        .args(["--no-history", "send", "x"])
+        .assert()
+        .code(2);
+    // send and bench take the connection flags before or after their name.
+    let srv = Upcased::spawn(&[]);
+    for args in [
+        ["-c", &srv.addr.to_string(), "send", "a"],
+        ["send", "-c", &srv.addr.to_string(), "a"],
+    ] {
+        upcase().args(args).assert().success().stdout("A\n");
+    }
+}
+
+#[test]
+fn addresses_follow_the_servers_rule_with_hints() {
+    let out = upcase().args(["check", "24101"]).assert().code(2);
+    assert!(stderr_of(&out).contains("did you mean 127.0.0.1:24101?"));
+    let out = upcase()
+        .args(["-c", "::1:2277", "send", "hi"])
+        .assert()
+        .code(2);
+    assert!(stderr_of(&out).contains("[::1]:2277"));
+    let out = upcase()
+        .env("UPCASE_ADDR", "24101")
+        .args(["send", "hi"])
+        .assert()
+        .code(2);
+    assert!(stderr_of(&out).contains("did you mean 127.0.0.1:24101?"));
+    upcase()
+        .args(["-c", "24101", "bench", "--duration", "1s"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn every_duration_flag_of_the_client_is_bounded() {
+    for args in [
+        ["send", "--timeout", "18446744073709551615", "hi"],
+        ["--timeout", "18446744073709551615", "send", "hi"],
+        ["send", "--timeout", "0", "hi"],
+        ["send", "--timeout", "8d", "hi"],
+    ] {
+        let out = upcase().args(args).assert().code(2);
+        assert!(!stderr_of(&out).contains("panicked"), "{args:?}");
+    }
+}
+
+#[test]
+fn help_and_version_say_what_upcase_is() {
+    let short = upcase().arg("-h").assert().success();
+    let long = upcase().arg("--help").assert().success();
+    let first = |a: &assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&a.get_output().stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(first(&short), first(&long));
+    let long = String::from_utf8_lossy(&long.get_output().stdout).into_owned();
+    assert!(long.contains("EXAMPLES:"), "{long}");
+    upcase()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout("upcase 0.1.0\n");
+    let bench = upcase().args(["bench", "--help"]).assert().success();
+    let bench = String::from_utf8_lossy(&bench.get_output().stdout).into_owned();
+    let udp = bench
+        .split("--udp")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .unwrap_or_default();
+    assert!(!udp.contains("print"), "bench --udp: {udp}");
+}
+
+#[test]
+fn send_exits_1_on_a_short_reply_and_prints_nothing() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let _ = c.read(&mut [0u8; 64]);
+            let _ = c.write_all(b"HEL");
+        }
+    });
+    let out = upcase()
+        .args(["-c", &addr, "send", "hello"])
+        .assert()
+        .code(1)
+        .stdout("");
+    assert!(stderr_of(&out).contains("closed the connection early"));
+    let out = upcase()
+        .args(["-c", &addr])
+        .write_stdin("hello\n")
+        .assert()
+        .code(1)
+        .stdout("HEL");
+    assert!(stderr_of(&out).contains("closed the connection early"));
+}
+
+#[test]
+fn an_idle_pipe_told_the_server_closed_exits_0() {
+    let mut srv = common::TestServer::start(upcase::server::Config::default());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_upcase"))
+        .args(["-c", &srv.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap(); // open, and silent: `sleep 30 | upcase`
+    srv.wait_for("the pipe's connection", |st| st.active == 1);
+    srv.begin_stop(); // a drain: SIGTERM to upcased
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(err.contains("nothing is lost"), "{err}");
+    srv.join().unwrap();
+}
+
+// ---- the interactive session on a real terminal (a pseudo-terminal the test holds)
+
+/// `upcase` with a pseudo-terminal as its controlling terminal and stdin/stdout/stderr;
+/// the test types into the master side and reads the screen from it.
+struct Terminal {
+    child: std::process::Child,
+    master: std::fs::File,
+    screen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Terminal {
+    fn spawn(args: &[&str], env: &[(&str, &std::path::Path)]) -> Terminal {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: posix_openpt returns a new descriptor or -1, checked below.
+        let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        // SAFETY: fd is a master pseudo-terminal we own.
+        assert_eq!(unsafe { libc::grantpt(fd) }, 0);
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::unlockpt(fd) }, 0);
+        let mut name = [0 as libc::c_char; 128];
+        // SAFETY: the buffer is ours and its length is passed.
+        let named = unsafe { libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) };
+        assert_eq!(named, 0);
+        // SAFETY: ptsname_r wrote a NUL-terminated string into `name`.
+        let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+            .to_str()
+            .unwrap()
+            .to_string();
+        // SAFETY: fd is open and owned by nothing else from here on.
+        let master = unsafe { std::fs::File::from_raw_fd(fd) };
+        let slave = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upcase"));
+        cmd.args(args)
+            .env_remove("UPCASE_ADDR")
+            .env("TERM", "xterm")
+            .stdin(slave())
+            .stdout(slave())
+            .stderr(slave());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // SAFETY: setsid and ioctl are async-signal-safe and touch only the child: a new
+        // session whose controlling terminal is the pseudo-terminal on stdin.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut reader = master.try_clone().unwrap();
+        let sink = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once the child and its terminal are gone.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Terminal {
+            child,
+            master,
+            screen,
+        }
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).unwrap();
+    }
+
+    /// Waits until the screen shows `text` (`n` times), failing after [`common::PATIENCE`].
+    fn wait_for(&self, text: &str, n: usize) {
+        let end = Instant::now() + common::PATIENCE;
+        while self.screen.lock().unwrap().matches(text).count() < n {
+            assert!(
+                Instant::now() < end,
+                "no {text:?} on the screen:\n{}",
+                self.screen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let end = Instant::now() + common::PATIENCE;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < end, "upcase did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("upcase-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn typed_ahead_lines_are_all_answered_in_order_and_kept_in_the_history() {
+    let srv = Upcased::spawn(&[]);
+    let state = temp_dir("state");
+    let addr = srv.addr.to_string();
+    let mut t = Terminal::spawn(&["-c", &addr], &[("XDG_STATE_HOME", &state)]);
+    t.wait_for("connected to", 1);
+    // As `tmux send-keys "aaa" Enter "bbb" Enter "ccc" Enter` does: all in one go.
+    t.type_keys("aaa\rbbb\rccc\r");
+    t.wait_for("CCC", 1);
+    let screen = t.screen.lock().unwrap().clone();
+    let (a, b, c) = (
+        screen.find("AAA").unwrap(),
+        screen.find("BBB").unwrap(),
+        screen.find("CCC").unwrap(),
+    );
+    assert!(a < b && b < c, "{screen}");
+    t.type_keys("\x04"); // Ctrl-D at the prompt
+    assert!(t.wait().success());
+    let history = std::fs::read_to_string(state.join("upcase/history")).unwrap();
+    assert_eq!(history, "aaa\nbbb\nccc\n");
+
+    // The next session recalls it: Up, Up, Enter sends "bbb" again.
+    let home = temp_dir("home");
+    let mut t = Terminal::spawn(
+        &["-c", &addr],
+        &[("XDG_STATE_HOME", &state), ("HOME", &home)],
+    );
+    t.wait_for("connected to", 1);
+    t.type_keys("\x1b[A\x1b[A\r");
+    t.wait_for("BBB", 1);
+    t.type_keys("\x03"); // Ctrl-C at the prompt quits too
+    assert!(t.wait().success());
+
+    // --no-history writes nothing; without XDG_STATE_HOME the file is under HOME.
+    let mut t = Terminal::spawn(&["-c", &addr, "--no-history"], &[("HOME", &home)]);
+    t.wait_for("connected to", 1);
+    t.type_keys("secret\r");
+    t.wait_for("SECRET", 1);
+    t.type_keys("\x04");
+    assert!(t.wait().success());
+    assert!(!home.join(".local/state/upcase/history").exists());
+    let mut t = Terminal::spawn(&["-c", &addr], &[("HOME", &home)]);
+    t.wait_for("connected to", 1);
+    t.type_keys("kept\r");
+    t.wait_for("KEPT", 1);
+    t.type_keys("\x04");
+    assert!(t.wait().success());
+    let history = std::fs::read_to_string(home.join(".local/state/upcase/history")).unwrap();
+    assert_eq!(history, "kept\n");
+    let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn ctrl_c_while_waiting_returns_to_the_prompt() {
+    // The first connection gets no reply; the next ones are answered.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (i, c) in l.incoming().enumerate() {
+            let Ok(mut c) = c else { return };
+            let seen_tx = seen_tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = c.read(&mut buf) {
+                    if i == 0 {
+                        let _ = seen_tx.send(());
+                        std::thread::sleep(common::PATIENCE * 2);
+                        return;
+                    }
+                    let _ = c.write_all(&buf[..n].to_ascii_uppercase());
+                }
+            });
+        }
+    });
+    let mut t = Terminal::spawn(&["-c", &addr, "--no-history", "--timeout", "1m"], &[]);
+    t.wait_for("connected to", 1);
+    t.type_keys("stuck\r");
+    seen_rx.recv_timeout(common::PATIENCE).unwrap();
+    // Ctrl-C: the terminal sends SIGINT to the waiting client.
+    t.type_keys("\x03");
+    t.wait_for("cancelled", 1);
+    t.type_keys("next\r");
+    t.wait_for("NEXT", 1);
+    assert!(t.child.try_wait().unwrap().is_none(), "the session ended");
+    t.type_keys("\x04");
+    assert!(t.wait().success());
+}

@@ -236,3 +236,34 @@ mod streamed {
         }
     }
 }
+
+#[test]
+fn counters_move_with_their_events() {
+    let mut srv = TestServer::start(Config::default());
+    let mut c = srv.connect();
+    assert_eq!(roundtrip(&mut c, "straße\n".as_bytes(), 8), b"STRASSE\n");
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut c), b"");
+    srv.wait_for("the client's close", |s| s.closed_client == 1);
+    let bad = socket2::Socket::from(srv.connect());
+    bad.set_linger(Some(Duration::ZERO)).unwrap();
+    let mut bad = TcpStream::from(bad);
+    bad.write_all(b"x").unwrap();
+    common::read_n(&mut bad, 1);
+    drop(bad); // RST
+    srv.wait_for("the reset", |s| s.closed_error == 1);
+    let mut idle = srv.connect();
+    assert_eq!(roundtrip(&mut idle, b"bye\n", 4), b"BYE\n");
+    srv.begin_stop();
+    assert_eq!(read_to_end(&mut idle), b"");
+    let s = srv.server.stats();
+    assert_eq!(
+        (s.served, s.closed_client, s.closed_error, s.closed_drain),
+        (3, 1, 1, 1)
+    );
+    assert_eq!((s.bytes_received, s.bytes_sent), (8 + 1 + 4, 8 + 1 + 4));
+    drop(idle); // ends the lingering close
+    let server = srv.server.clone();
+    srv.join().unwrap();
+    assert_eq!(server.stats().active, 0);
+}

@@ -174,7 +174,7 @@ impl Drop for TlsTestServer {
 }
 
 fn connect(pki: &Pki, server: &TlsTestServer) -> BlockingStream {
-    let mut s = pki
+    let s = pki
         .client(&server.target())
         .connect(&server.target(), PATIENCE)
         .unwrap();

@@ -1,64 +1,57 @@
 //! `upcase`: the client. With no subcommand it runs an interactive session on a terminal
 //! and pipe mode otherwise; `send` sends one message; `bench` loads the server and
-//! measures it. Exit codes: 0 success, 1 a failure talking to the server (for `bench`: a
-//! wrong reply or a failed connection), 2 usage errors (for `bench`: also an unreachable
-//! server).
+//! measures it; `check` grades it. Exit codes: 0 success, 1 a failure talking to the
+//! server (for `bench`: a wrong reply or a failed connection), 2 usage errors (for `bench`:
+//! also an unreachable server).
 
 use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use upcase::bench::{self, BenchArgs};
 use upcase::client::{self, ClientError, Editor};
 use upcase::logging::{self, LogFormat};
 use upcase::net::parse_duration;
 
-/// Client for the capitalisation service: talk to upcased (or any compatible server).
-///
-/// With no subcommand: an interactive session when stdin is a terminal, otherwise pipe
-/// mode (stdin → server → stdout, binary-safe, FIN at end of input).
+/// The first line of both `-h` and `--help`.
+const ABOUT: &str = "The capitalisation service's client: talk to upcased, load it, grade it";
+
+const LONG_ABOUT: &str = "The capitalisation service's client: talk to upcased, load it, grade it
+
+With no subcommand: an interactive session when stdin is a terminal (history in \
+$XDG_STATE_HOME/upcase/history; Ctrl-C cancels a wait for a reply, Ctrl-C or Ctrl-D at the \
+prompt quits), otherwise pipe mode (stdin → server → stdout, binary-safe, FIN at end of input).";
+
+const EXAMPLES: &str = "EXAMPLES:
+    upcase                                  interactive session with localhost:2277
+    upcase send grüße aus Köln              one message; prints GRÜSSE AUS KÖLN
+    upcase -c 127.0.0.1:7000 < in > OUT     pipe mode against another server
+    upcase --udp send hello                 one datagram
+    upcase bench --connections 10           load the server and measure it
+    upcase check 127.0.0.1:2277             grade a server against the protocol";
+
+/// A client `--timeout`: a duration, and not zero (which would fail every wait at once).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
 struct Cli {
-    /// Server address, HOST:PORT or [V6]:PORT; every resolved address is tried.
-    #[arg(
-        short = 'c',
-        long = "connect",
-        value_name = "ADDR",
-        env = "UPCASE_ADDR",
-        default_value = "localhost:2277",
-        global = true
-    )]
-    connect: String,
+    #[command(flatten)]
+    talk: Talk,
 
-    /// Bound on connecting and on waiting for a reply (500ms, 10s, 5m).
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration,
-          global = true)]
-    timeout: Duration,
-
-    /// Use UDP: one datagram per message (no LF), each reply printed with LF.
-    #[arg(long, global = true)]
-    udp: bool,
-
-    /// Speak TLS: verify the server against the system's roots (or --ca), with SNI from the
-    /// host of --connect (or --sni).
-    #[arg(long, global = true, conflicts_with = "udp")]
-    tls: bool,
-
-    /// With --tls: trust only the CA certificates in FILE (PEM), e.g. upcased's
-    /// --tls-self-signed FILE.
-    #[arg(long, value_name = "FILE", global = true, requires = "tls")]
-    ca: Option<std::path::PathBuf>,
-
-    /// With --tls: the server name to send and verify, instead of the host of --connect.
-    #[arg(long, value_name = "NAME", global = true, requires = "tls")]
-    sni: Option<String>,
-
-    /// With --tls: verify no certificate at all (says so on stderr). For trying things out.
-    #[arg(long, global = true, requires = "tls")]
-    insecure: bool,
+    /// Interactive session: keep no history file (lines are still recalled within the
+    /// session).
+    #[arg(long)]
+    no_history: bool,
 
     /// More logging on stderr. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -68,6 +61,122 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// TLS on the connection: `--tls` and what it verifies.
+#[derive(Debug, Clone, Default, Args)]
+struct TlsFlags {
+    /// Speak TLS: verify the server against the system's roots (or --ca), with SNI from the
+    /// host of --connect (or --sni).
+    #[arg(long)]
+    tls: bool,
+
+    /// With --tls: trust only the CA certificates in FILE (PEM), e.g. upcased's
+    /// --tls-self-signed FILE.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca: Option<std::path::PathBuf>,
+
+    /// With --tls: the server name to send and verify, instead of the host of --connect.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    sni: Option<String>,
+
+    /// With --tls: verify no certificate at all (says so on stderr). For trying things out.
+    #[arg(long, requires = "tls")]
+    insecure: bool,
+}
+
+impl TlsFlags {
+    /// Takes the flags given before the subcommand's name, unless the subcommand has its own.
+    fn merge(&mut self, top: &ArgMatches, sub: &ArgMatches, from: &TlsFlags) {
+        merge(top, sub, "tls", &from.tls, &mut self.tls);
+        merge(top, sub, "ca", &from.ca, &mut self.ca);
+        merge(top, sub, "sni", &from.sni, &mut self.sni);
+        merge(top, sub, "insecure", &from.insecure, &mut self.insecure);
+    }
+
+    /// The TLS client for `target`, if `--tls`; `--insecure` says so here, once.
+    fn client(&self, target: &str) -> Result<Option<client::TlsClient>, ClientError> {
+        if !self.tls {
+            return Ok(None);
+        }
+        if self.insecure {
+            eprintln!("{}", upcase::tls::client::INSECURE_WARNING);
+        }
+        let opts = client::TlsOptions {
+            ca: self.ca.clone(),
+            sni: self.sni.clone(),
+            insecure: self.insecure,
+        };
+        client::TlsClient::new(target, &opts).map(Some)
+    }
+}
+
+/// How the interactive session and pipe mode talk to the server.
+#[derive(Debug, Clone, Args)]
+struct Talk {
+    /// Server address, HOST:PORT or [V6]:PORT (a host alone: port 2277); every resolved
+    /// address is tried.
+    #[arg(short = 'c', long = "connect", value_name = "ADDR", env = "UPCASE_ADDR",
+          default_value = "localhost:2277", value_parser = client::parse_target)]
+    connect: String,
+
+    /// Bound on connecting and on waiting for the server (500ms, 10s, 5m). Interactive: the
+    /// whole wait for each reply. Pipe mode: the longest the server may take no input while
+    /// we have some to send, and after the end of input, the whole wait for the rest of the
+    /// reply; never the wait for our own input.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_timeout)]
+    timeout: Duration,
+
+    /// Use UDP: one datagram per line (no LF), each reply printed with LF.
+    #[arg(long, conflicts_with = "tls")]
+    udp: bool,
+
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
+/// How `send` talks to the server.
+#[derive(Debug, Clone, Args)]
+struct SendTalk {
+    /// Server address, HOST:PORT or [V6]:PORT (a host alone: port 2277); every resolved
+    /// address is tried.
+    #[arg(short = 'c', long = "connect", value_name = "ADDR", env = "UPCASE_ADDR",
+          default_value = "localhost:2277", value_parser = client::parse_target)]
+    connect: String,
+
+    /// Bound on connecting, and on the whole exchange: sending the message and receiving
+    /// the whole reply (500ms, 10s, 5m).
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_timeout)]
+    timeout: Duration,
+
+    /// Use UDP: the message is one datagram (no LF), the reply printed with LF.
+    #[arg(long, conflicts_with = "tls")]
+    udp: bool,
+
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
+/// How `bench` reaches the server.
+#[derive(Debug, Clone, Args)]
+struct BenchTalk {
+    /// Server address, HOST:PORT or [V6]:PORT (a host alone: port 2277); every resolved
+    /// address is tried for the first connection, the one that accepts for the rest.
+    #[arg(short = 'c', long = "connect", value_name = "ADDR", env = "UPCASE_ADDR",
+          default_value = "localhost:2277", value_parser = client::parse_target)]
+    connect: String,
+
+    /// Bound on opening each connection, and how long a reply may take before it counts
+    /// as a timeout (500ms, 10s, 5m).
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_timeout)]
+    timeout: Duration,
+
+    /// Load over UDP: one datagram per message instead of a TCP stream.
+    #[arg(long, conflicts_with = "tls")]
+    udp: bool,
+
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Grade a server against the protocol: run the conformance cases and report on each.
@@ -75,8 +184,19 @@ enum Command {
     /// Exit status: 0 if every case passes, 1 if any fails, 2 if the server cannot be
     /// reached or the usage is wrong.
     Check(upcase::check::CheckArgs),
-    /// Send one message (the words joined by spaces, plus LF) and print the reply.
+    /// Grade a client: run it once per case against a scripted server, and report on each.
+    ///
+    /// Put the client's command after `--`; `{host}`, `{port}` and `{addr}` in it are
+    /// replaced with the scripted server's address. Exit status: 0 if every counted case
+    /// passes, 1 if any fails, 2 for usage errors, 130 after Ctrl-C.
+    CheckClient(upcase::check::client::ClientCheckArgs),
+    /// Send one message (the words joined by spaces, plus LF) and print the reply line.
+    ///
+    /// Exit status: 0 with the reply on stdout; 1 when the server is unreachable, too slow
+    /// (--timeout), or closes before the whole reply line.
     Send {
+        #[command(flatten)]
+        talk: SendTalk,
         /// The message.
         #[arg(required = true, num_args = 1.., value_name = "TEXT")]
         text: Vec<String>,
@@ -85,11 +205,106 @@ enum Command {
     ///
     /// Exit status: 0 when every reply was right, 1 when any was wrong or a connection
     /// failed, 2 for usage errors and an unreachable server.
-    Bench(BenchArgs),
+    Bench {
+        #[command(flatten)]
+        talk: BenchTalk,
+        #[command(flatten)]
+        args: BenchArgs,
+    },
+}
+
+/// The top-level flags that only the interactive session and pipe mode use. `send` and
+/// `bench` take them before their name too (`upcase -c ADDR send hi`), other subcommands
+/// refuse them.
+const TALK_FLAGS: [(&str, &str); 7] = [
+    ("connect", "-c/--connect"),
+    ("timeout", "--timeout"),
+    ("udp", "--udp"),
+    ("tls", "--tls"),
+    ("ca", "--ca"),
+    ("sni", "--sni"),
+    ("insecure", "--insecure"),
+];
+
+fn given(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// A flag given on the command line before the subcommand's name counts unless the
+/// subcommand's own copy was given too (the one nearer the subcommand wins).
+fn merge<T: Clone>(top: &ArgMatches, sub: &ArgMatches, id: &str, top_v: &T, sub_v: &mut T) {
+    if given(top, id) && !given(sub, id) {
+        *sub_v = top_v.clone();
+    }
+}
+
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Some((name, sub)) = matches.subcommand() else {
+        return cli;
+    };
+    match &mut cli.command {
+        Some(Command::Send { talk, .. }) => {
+            merge(
+                &matches,
+                sub,
+                "connect",
+                &cli.talk.connect,
+                &mut talk.connect,
+            );
+            merge(
+                &matches,
+                sub,
+                "timeout",
+                &cli.talk.timeout,
+                &mut talk.timeout,
+            );
+            merge(&matches, sub, "udp", &cli.talk.udp, &mut talk.udp);
+            talk.tls.merge(&matches, sub, &cli.talk.tls);
+        }
+        Some(Command::Bench { talk, .. }) => {
+            merge(
+                &matches,
+                sub,
+                "connect",
+                &cli.talk.connect,
+                &mut talk.connect,
+            );
+            merge(
+                &matches,
+                sub,
+                "timeout",
+                &cli.talk.timeout,
+                &mut talk.timeout,
+            );
+            merge(&matches, sub, "udp", &cli.talk.udp, &mut talk.udp);
+            talk.tls.merge(&matches, sub, &cli.talk.tls);
+        }
+        _ => {
+            if let Some((_, flag)) = TALK_FLAGS.iter().find(|(id, _)| given(&matches, id)) {
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!("{flag} is not used by `upcase {name}`"),
+                    )
+                    .exit();
+            }
+        }
+    }
+    if cli.no_history {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--no-history is for the interactive session, not `upcase {name}`"),
+            )
+            .exit();
+    }
+    cli
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     logging::init(LogFormat::Text, tracing::Level::WARN, cli.verbose, 0);
     match run(cli) {
         Ok(code) => code,
@@ -101,27 +316,28 @@ fn main() -> ExitCode {
     }
 }
 
+fn local(what: &'static str) -> impl FnOnce(std::io::Error) -> ClientError {
+    move |source| ClientError::Local { what, source }
+}
+
 fn run(cli: Cli) -> Result<ExitCode, ClientError> {
-    let local = |what| move |source| ClientError::Local { what, source };
-    if cli.timeout.is_zero() {
-        // A zero timeout would mean "fail at once"; clap has no range for durations.
-        eprintln!("error: invalid value '0' for '--timeout <DUR>': must be more than zero");
-        return Ok(ExitCode::from(2));
-    }
-    let tls_opts = client::TlsOptions {
-        ca: cli.ca.clone(),
-        sni: cli.sni.clone(),
-        insecure: cli.insecure,
-    };
-    let send = match cli.command {
-        Some(Command::Check(args)) => return check(&args),
-        Some(Command::Bench(mut args)) => {
-            args.udp = cli.udp;
+    match cli.command {
+        Some(Command::Check(args)) => {
+            let code = upcase::check::cli::check(&args, std::io::stdout(), &mut std::io::stderr());
+            Ok(ExitCode::from(code))
+        }
+        Some(Command::CheckClient(args)) => {
+            let code =
+                upcase::check::cli::check_client(&args, std::io::stdout(), &mut std::io::stderr());
+            Ok(ExitCode::from(code))
+        }
+        Some(Command::Bench { talk, mut args }) => {
+            args.udp = talk.udp;
             // The progress line goes to stderr, but only when a person watches stdout.
             let progress = std::io::stdout()
                 .is_terminal()
                 .then(bench::Progress::stderr);
-            let result = match bench::run(&cli.connect, cli.timeout, &args, progress.as_ref()) {
+            let result = match bench::run(&talk.connect, talk.timeout, &args, progress.as_ref()) {
                 Ok(result) => result,
                 Err(e) => {
                     eprintln!("upcase: error: {e}");
@@ -135,41 +351,86 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 bench::export::write_table(&result, &mut out)
             }
             .map_err(local("writing output"))?;
-            return Ok(ExitCode::from(result.exit_code()));
+            Ok(ExitCode::from(result.exit_code()))
         }
-        Some(Command::Send { text }) => Some(text),
-        None => None,
-    };
-    if cli.udp {
-        return run_udp(&cli.connect, cli.timeout, send).map(|()| ExitCode::SUCCESS);
-    }
-    if cli.tls {
-        let client = tls_client(&tls_opts, &cli.connect)?;
-        return run_tls(&cli.connect, cli.timeout, &client, send).map(|()| ExitCode::SUCCESS);
-    }
-    match send {
-        Some(text) => {
+        Some(Command::Send { talk, text }) if talk.udp => {
+            let mut udp = client::UdpClient::connect(&talk.connect, talk.timeout)?;
+            let reply = udp.exchange(text.join(" ").as_bytes())?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(reply)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush())
+                .map_err(local("writing output"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Send { talk, text }) if talk.tls.tls => {
+            let tls = talk
+                .tls
+                .client(&talk.connect)?
+                .unwrap_or_else(|| unreachable!());
             let mut message = text.join(" ").into_bytes();
             message.push(b'\n');
-            let mut stream = client::connect(&cli.connect, cli.timeout)?;
-            let reply = client::send(&mut stream, &message, cli.timeout)?;
+            let mut stream = tls.connect(&talk.connect, talk.timeout)?;
+            let reply = client::send_tls(&mut stream, &message, talk.timeout)?;
+            let _ = upcase::tls::close_write(&mut stream);
             let mut out = std::io::stdout().lock();
             out.write_all(&reply)
                 .and_then(|()| out.flush())
                 .map_err(local("writing output"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Send { talk, text }) => {
+            let mut message = text.join(" ").into_bytes();
+            message.push(b'\n');
+            let mut stream = client::connect(&talk.connect, talk.timeout)?;
+            let reply = client::send(&mut stream, &message, talk.timeout)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&reply.line)
+                .and_then(|()| out.flush())
+                .map_err(local("writing output"))?;
+            if reply.extra > 0 {
+                eprintln!(
+                    "upcase: warning: {} sent {} more byte(s) after the reply line; not printed",
+                    stream
+                        .peer_addr()
+                        .map_or_else(|_| talk.connect.clone(), |a| a.to_string()),
+                    reply.extra
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        None if cli.talk.udp => {
+            run_udp(&cli.talk, cli.no_history)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None if cli.talk.tls.tls => {
+            let tls = cli
+                .talk
+                .tls
+                .client(&cli.talk.connect)?
+                .unwrap_or_else(|| unreachable!());
+            run_tls(&cli.talk, &tls)?;
+            Ok(ExitCode::SUCCESS)
         }
         None if std::io::stdin().is_terminal() => {
-            let mut editor = Editor::new("upcase> ").map_err(local("starting the line editor"))?;
+            let interrupted = client::interrupt::install().map_err(local("handling Ctrl-C"))?;
+            let mut editor = Editor::new("upcase> ", history_file(cli.no_history))
+                .map_err(local("starting the line editor"))?;
             client::interactive(
-                &cli.connect,
-                cli.timeout,
+                &cli.talk.connect,
+                cli.talk.timeout,
                 &mut editor,
                 &mut std::io::stdout(),
                 &mut std::io::stderr(),
+                interrupted,
             )?;
+            Ok(ExitCode::SUCCESS)
         }
         None => {
-            let stream = client::connect(&cli.connect, cli.timeout)?;
+            let stream = client::connect(&cli.talk.connect, cli.talk.timeout)?;
+            let addr = stream
+                .peer_addr()
+                .map_or_else(|_| cli.talk.connect.clone(), |a| a.to_string());
             // Raw descriptors, not std's line-buffered stdout: pipe mode moves bulk data.
             let stdin = std::io::stdin()
                 .as_fd()
@@ -179,149 +440,86 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(local("opening stdout"))?;
-            client::pipe(
+            let stats = client::pipe(
                 stream,
                 std::fs::File::from(stdin),
                 &mut std::fs::File::from(stdout),
-                cli.timeout,
+                cli.talk.timeout,
             )?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The TLS configuration `--tls`, `--ca`, `--sni` and `--insecure` ask for, for `target`;
-/// `--insecure` says so here, once.
-fn tls_client(opts: &client::TlsOptions, target: &str) -> Result<client::TlsClient, ClientError> {
-    if opts.insecure {
-        eprintln!("{}", upcase::tls::client::INSECURE_WARNING);
-    }
-    client::TlsClient::new(target, opts)
-}
-
-/// The same three ways of talking, over TLS.
-fn run_tls(
-    target: &str,
-    timeout: Duration,
-    tls: &client::TlsClient,
-    send: Option<Vec<String>>,
-) -> Result<(), ClientError> {
-    let local = |what| move |source| ClientError::Local { what, source };
-    match send {
-        Some(text) => {
-            let mut message = text.join(" ").into_bytes();
-            message.push(b'\n');
-            let mut stream = tls.connect(target, timeout)?;
-            let reply = client::send_tls(&mut stream, &message, timeout)?;
-            let _ = upcase::tls::close_write(&mut stream);
-            let mut out = std::io::stdout().lock();
-            out.write_all(&reply)
-                .and_then(|()| out.flush())
-                .map_err(local("writing output"))?;
-        }
-        None if std::io::stdin().is_terminal() => {
-            let mut editor =
-                Editor::new("upcase/tls> ").map_err(local("starting the line editor"))?;
-            client::interactive_tls(
-                target,
-                timeout,
-                tls,
-                &mut editor,
-                &mut std::io::stdout(),
-                &mut std::io::stderr(),
-            )?;
-        }
-        None => {
-            client::pipe_tls(
-                target,
-                timeout,
-                tls,
-                tokio::io::stdin(),
-                tokio::io::stdout(),
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// The same three ways of talking, over UDP: `send` is one datagram.
-fn run_udp(target: &str, timeout: Duration, send: Option<Vec<String>>) -> Result<(), ClientError> {
-    let local = |what| move |source| ClientError::Local { what, source };
-    let mut udp = client::UdpClient::connect(target, timeout)?;
-    match send {
-        Some(text) => {
-            let reply = udp.exchange(text.join(" ").as_bytes())?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(reply)
-                .and_then(|()| out.write_all(b"\n"))
-                .and_then(|()| out.flush())
-                .map_err(local("writing output"))?;
-        }
-        None if std::io::stdin().is_terminal() => {
-            let mut editor =
-                Editor::new("upcase/udp> ").map_err(local("starting the line editor"))?;
-            eprintln!("sending datagrams to {}; Ctrl-D to quit", udp.peer());
-            client::interactive_udp(&mut udp, &mut editor, &mut std::io::stdout())?;
-        }
-        None => {
-            let stdout = std::io::stdout()
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(local("opening stdout"))?;
-            let mut out = std::io::BufWriter::new(std::fs::File::from(stdout));
-            client::pipe_udp(&mut udp, std::io::stdin().lock(), &mut out)?;
-        }
-    }
-    Ok(())
-}
-
-/// `upcase check`: runs the suite, prints the table or JSON, writes JUnit XML if asked.
-fn check(args: &upcase::check::CheckArgs) -> Result<ExitCode, ClientError> {
-    use upcase::check::{self, export, CheckError};
-    let report = match check::run(&args.options()) {
-        Ok(report) => report,
-        Err(e @ (CheckError::Unreachable(_) | CheckError::UnknownCase { .. })) => {
-            eprintln!("upcase check: error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(e) => {
-            eprintln!("upcase check: error: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, export::junit(&report)) {
-            eprintln!(
-                "upcase check: error: cannot write the JUnit report to {}: {e}",
-                path.display()
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
-    let text = if args.json {
-        match export::json(&report) {
-            Ok(mut json) => {
-                json.push('\n');
-                json
+            if stats.received_lines > stats.sent_lines {
+                eprintln!(
+                    "upcase: warning: {addr} sent {} line(s) for the {} of the input",
+                    stats.received_lines, stats.sent_lines
+                );
             }
-            Err(e) => {
-                eprintln!("upcase check: error: cannot write the report as JSON: {e}");
-                return Ok(ExitCode::FAILURE);
+            if stats.closed_by_server {
+                eprintln!(
+                    "upcase: {addr} closed the connection before the input ended; every line sent was answered, nothing is lost"
+                );
             }
+            Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Where the interactive history goes: nowhere with `--no-history`, or when the
+/// environment names no home.
+fn history_file(no_history: bool) -> Option<std::path::PathBuf> {
+    if no_history {
+        return None;
+    }
+    client::history::default_path()
+}
+
+/// The interactive session and pipe mode over TLS.
+fn run_tls(talk: &Talk, tls: &client::TlsClient) -> Result<(), ClientError> {
+    if std::io::stdin().is_terminal() {
+        let mut editor =
+            Editor::new("upcase/tls> ", None).map_err(local("starting the line editor"))?;
+        client::interactive_tls(
+            &talk.connect,
+            talk.timeout,
+            tls,
+            &mut editor,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
     } else {
-        export::table(&report)
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| ClientError::Local {
-            what: "writing the report",
-            source,
-        })?;
-    Ok(if report.success() {
-        ExitCode::SUCCESS
+        client::pipe_tls(
+            &talk.connect,
+            talk.timeout,
+            tls,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+        )
+        .map(|_| ())
+    }
+}
+
+/// The interactive session and pipe mode over UDP.
+fn run_udp(talk: &Talk, no_history: bool) -> Result<(), ClientError> {
+    let mut udp = client::UdpClient::connect(&talk.connect, talk.timeout)?;
+    if std::io::stdin().is_terminal() {
+        let interrupted = client::interrupt::install().map_err(local("handling Ctrl-C"))?;
+        let mut editor = Editor::new("upcase/udp> ", history_file(no_history))
+            .map_err(local("starting the line editor"))?;
+        eprintln!(
+            "sending datagrams to {}; Ctrl-D to quit (Ctrl-C cancels a wait)",
+            udp.peer()
+        );
+        client::interactive_udp(
+            &mut udp,
+            &mut editor,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+            interrupted,
+        )
     } else {
-        ExitCode::FAILURE
-    })
+        let stdout = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(local("opening stdout"))?;
+        let mut out = std::io::BufWriter::new(std::fs::File::from(stdout));
+        client::pipe_udp(&mut udp, std::io::stdin().lock(), &mut out).map(|_| ())
+    }
 }

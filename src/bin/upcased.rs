@@ -76,10 +76,11 @@ fn tls_server(args: &ServerArgs, config: upcase::server::Config) -> anyhow::Resu
 }
 
 fn run(args: ServerArgs, server: Server) -> anyhow::Result<()> {
+    let max_connections = server.config().max_connections;
     match raise_nofile_limit() {
-        Ok(n) if (n as usize) < args.max_connections + 64 => warn!(
+        Ok(n) if (n as usize) < max_connections + 64 => warn!(
             nofile = n,
-            max_connections = args.max_connections,
+            max_connections,
             "descriptor limit is below --max-connections; raise `ulimit -n` to reach it"
         ),
         Ok(_) => {}

@@ -18,7 +18,9 @@ const EXCERPT_LEAD: usize = 16;
 /// The outcome of a whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
-    /// The address as the user gave it.
+    /// What was graded: a server (`upcase check`) or a client (`upcase check-client`).
+    pub kind: Kind,
+    /// The address as the user gave it; for `check-client`, the scripted server's address.
     pub server: String,
     /// The address that was checked, after resolution.
     pub resolved: String,
@@ -34,6 +36,19 @@ pub struct CheckReport {
     pub informational: usize,
     /// Wall-clock time of the whole run, in milliseconds.
     pub duration_ms: f64,
+    /// The most likely cause of the failures and its fix, from their pattern
+    /// (see [`super::diagnosis`]); `None` when nothing failed or no known flaw fits.
+    pub diagnosis: Option<String>,
+    /// Whether every counted case that is not a Unicode case passed: the server would
+    /// conform under `--ascii` rules.
+    pub ascii_conforming: bool,
+    /// The run was stopped (Ctrl-C) before every case had run.
+    pub interrupted: bool,
+    /// The graded client's command line (`check-client`), or the server's (`--server-cmd`).
+    pub command: Option<String>,
+    /// How the server started with `--server-cmd` ended: `None` when it was still running
+    /// at the end (and was stopped by the checker), or when there was no `--server-cmd`.
+    pub server_exit: Option<String>,
     /// Every case run, in order.
     pub cases: Vec<CaseReport>,
 }
@@ -41,8 +56,23 @@ pub struct CheckReport {
 impl CheckReport {
     /// Whether every counted case passed: the run's exit status is 0.
     pub fn success(&self) -> bool {
-        self.failed == 0
+        self.failed == 0 && !self.interrupted
     }
+}
+
+/// What a report grades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A server, graded by `upcase check`.
+    Server,
+    /// A client, graded by `upcase check-client`.
+    Client,
+}
+
+/// Milliseconds rounded to microseconds, so that JSON shows `6.179`, not `6.178781000000001`.
+pub fn round_ms(ms: f64) -> f64 {
+    (ms * 1e3).round() / 1e3
 }
 
 /// Pass or fail.
@@ -62,8 +92,11 @@ pub struct CaseReport {
     pub name: &'static str,
     /// What the case does, in one sentence.
     pub description: &'static str,
-    /// The flaw that makes a server fail this case.
+    /// The flaw that makes a server (or client) fail this case, in general.
     pub flaw: &'static str,
+    /// On a failure, the flaw most likely behind it in this run: the one the reply itself
+    /// shows, else the one the diagnosis found, else [`CaseReport::flaw`]. Empty on a pass.
+    pub hint: String,
     /// Whether this is one of the Unicode cases (informational under `--ascii`).
     pub unicode: bool,
     /// Whether the result counts towards the exit status.
@@ -77,6 +110,19 @@ pub struct CaseReport {
     /// On failure, the bytes that show it; `None` when bytes say nothing (a refused
     /// connection, say).
     pub detail: Option<Detail>,
+    /// For `check-client`, on a failure: how the client ended and what it printed.
+    pub output: Option<ProcessOutput>,
+}
+
+/// How a graded program ended and what it wrote, each stream an escaped excerpt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessOutput {
+    /// "exited with status 0", "killed by signal 13 (SIGPIPE)", "still running after 5s".
+    pub exit: String,
+    /// The start of what it wrote to stdout.
+    pub stdout: Excerpt,
+    /// The start of what it wrote to stderr.
+    pub stderr: Excerpt,
 }
 
 /// The bytes behind a failure, each an escaped excerpt.

@@ -25,7 +25,10 @@ pub struct Failure {
     /// One line, e.g. "no reply within 5s".
     pub reason: String,
     /// What was sent, expected and got in the step that failed.
-    pub detail: Option<Detail>,
+    pub detail: Option<Box<Detail>>,
+    /// The flaw the failure itself shows, when it does ("the server upper-cases ASCII
+    /// only"): it overrides the diagnosis as the case's hint.
+    pub cause: Option<&'static str>,
 }
 
 impl Failure {
@@ -34,6 +37,7 @@ impl Failure {
         Failure {
             reason: reason.into(),
             detail: None,
+            cause: None,
         }
     }
 
@@ -46,8 +50,15 @@ impl Failure {
     ) -> Failure {
         Failure {
             reason: reason.into(),
-            detail: Some(Detail::new(sent, expected, got)),
+            detail: Some(Box::new(Detail::new(sent, expected, got))),
+            cause: None,
         }
+    }
+
+    /// Names the flaw this failure shows (see [`Failure::cause`]).
+    pub fn because(mut self, cause: Option<&'static str>) -> Failure {
+        self.cause = cause;
+        self
     }
 
     /// Puts `context` (say, "second client: ") in front of the reason.
@@ -182,11 +193,14 @@ impl Conn {
             let have = self.inbox.len().min(expected.len());
             if self.inbox[..have] != expected[..have] {
                 let at = first_difference(expected, &self.inbox);
-                return Err(self.fail(
-                    format!("reply differs from byte {at}{}", self.hint(sent, expected)),
-                    sent,
-                    expected,
-                ));
+                let (note, cause) = self.hint(sent, expected);
+                return Err(self
+                    .fail(
+                        format!("reply differs from byte {at}{note}"),
+                        sent,
+                        expected,
+                    )
+                    .because(cause));
             }
             if have == expected.len() {
                 self.inbox.drain(..expected.len());
@@ -401,23 +415,46 @@ impl Conn {
         }
     }
 
-    /// A hint when a wrong reply is what a common mistake would give.
-    fn hint(&self, sent: &[u8], expected: &[u8]) -> &'static str {
+    /// A note for the reason, and the flaw, when a wrong reply is what a common mistake
+    /// would give.
+    fn hint(&self, sent: &[u8], expected: &[u8]) -> (&'static str, Option<&'static str>) {
         let got = &self.inbox;
         let prefix = |v: &[u8]| {
             let n = got.len().min(v.len());
             n > 0 && v[..n] == got[..n]
         };
+        // Whether a one-to-one mapper (`towupper`) would change a non-ASCII letter here:
+        // only then does an ASCII-only reply show an ASCII-only server.
+        let simple_changes = String::from_utf8_lossy(sent).chars().any(|c| {
+            let mut up = c.to_uppercase();
+            !c.is_ascii() && matches!((up.next(), up.next()), (Some(u), None) if u != c)
+        });
         if self.ctx.mode == Mode::Unicode && prefix(&crate::transform::upcase(sent, Mode::Ascii)) {
-            " (only ASCII letters were upper-cased)"
+            if simple_changes {
+                (
+                    " (only ASCII letters were upper-cased)",
+                    Some("the server upper-cases ASCII only"),
+                )
+            } else {
+                (
+                    " (letters whose upper case is longer, like ß → SS, were left as they were)",
+                    None,
+                )
+            }
         } else if prefix(sent) && !prefix(expected) {
-            " (sent back unchanged)"
+            (
+                " (sent back unchanged)",
+                Some("the server sends the bytes back without upper-casing them"),
+            )
         } else if got.windows(3).any(|w| w == "\u{FFFD}".as_bytes())
             && !expected.windows(3).any(|w| w == "\u{FFFD}".as_bytes())
         {
-            " (bytes were replaced by U+FFFD)"
+            (
+                " (bytes were replaced by U+FFFD)",
+                Some("the server decodes each read on its own and replaces bytes with U+FFFD"),
+            )
         } else {
-            ""
+            ("", None)
         }
     }
 }

@@ -1,41 +1,66 @@
 //! `upcase`: connecting to a capitalisation server and talking to it.
 //!
-//! Three ways to talk, each generic over its input and output so that tests need no
+//! Four ways to talk, each generic over its input and output so that tests need no
 //! terminal:
 //!
 //! - [`pipe`]: a full-duplex, binary-safe stream from a reader through the server to a
 //!   writer, as `nc` does it;
 //! - [`send`]: one message, one reply;
 //! - [`interactive`]: a line-by-line session that reconnects when the server has closed an
-//!   idle connection;
+//!   idle connection, and whose wait for a reply Ctrl-C cancels ([`interrupt`]);
 //! - over UDP, [`UdpClient`] with [`pipe_udp`] and [`interactive_udp`]: one datagram per
 //!   message.
+//!
+//! Every address goes through [`crate::units::parse_host_port`], the rule `upcased` uses
+//! for `--listen`, and every connection through [`connect_each`] (or its async twin
+//! [`connect_each_async`], which `upcase bench` uses), so that all of them try the same
+//! addresses and report the same error.
 //!
 //! The client uses plain blocking sockets and at most two threads: there is one
 //! connection, and blocking I/O with large buffers is as fast as it gets for that.
 
+pub mod history;
 mod interactive;
+pub mod interrupt;
 mod pipe;
 mod tls;
 mod udp;
 
+use std::future::Future;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 pub use interactive::{interactive, Editor, LineSource};
 pub use pipe::{pipe, PipeStats};
 pub use tls::{interactive_tls, pipe_tls, send_tls, TlsClient, TlsOptions};
 pub use udp::{interactive_udp, pipe_udp, UdpClient};
 
-use crate::limits::DEFAULT_PORT;
+use crate::limits::MAX_REPLY;
+use crate::transform::MAX_EXPANSION;
+use crate::units::{human_size, parse_host_port};
+
+/// How often a wait for the server wakes up to look at the Ctrl-C flag. A tenth of a
+/// second feels immediate to a person and costs nothing.
+const CANCEL_TICK: Duration = Duration::from_millis(100);
+
+/// Bytes of a partial reply quoted in an error message: enough to recognise it.
+const QUOTED: usize = 60;
 
 /// What can go wrong talking to a server. Each variant names the address, so the
 /// binaries can print it as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The address could not be resolved or parsed.
-    #[error("cannot resolve {addr}: {source}")]
+    /// The address is not one [`parse_host_port`] accepts (a bare port, an unbracketed
+    /// IPv6 address with a port); the reason carries the hint.
+    #[error("{reason}")]
+    BadAddress {
+        /// Why, with the form to write instead.
+        reason: String,
+    },
+    /// The address could not be resolved.
+    #[error("cannot resolve {addr}: {}", describe(source))]
     Resolve {
         /// The address as the user gave it.
         addr: String,
@@ -50,28 +75,83 @@ pub enum ClientError {
         /// The error from the last address tried.
         source: io::Error,
     },
-    /// The server did not answer in time.
-    #[error("no reply from {addr} within {}", humantime::format_duration(*after))]
+    /// The server did not answer in time. `got` holds what had arrived of the reply.
+    #[error("no reply from {addr} within {}{}", humantime::format_duration(*after), partial(got))]
     Timeout {
         /// The server's address.
         addr: SocketAddr,
         /// How long the client waited.
         after: Duration,
+        /// The part of the reply that did arrive (empty if none did).
+        got: Vec<u8>,
     },
-    /// The server closed the connection before replying in full.
-    #[error("{addr} closed the connection before replying")]
+    /// The server stopped taking input: a write made no progress for the whole timeout.
+    #[error("{addr} took no input for {}: the server is not reading (is it stalled?)", humantime::format_duration(*after))]
+    NotReading {
+        /// The server's address.
+        addr: SocketAddr,
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// Pipe mode: the input has ended, and the server has not finished the reply and
+    /// closed within the timeout.
+    #[error("{addr} did not finish the reply within {} after the end of input", humantime::format_duration(*after))]
+    Unfinished {
+        /// The server's address.
+        addr: SocketAddr,
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// The server closed the connection without a byte of reply. Right after accepting,
+    /// that is what `upcased` does at its connection limit.
+    #[error("{addr} closed the connection without replying; the server may be at its connection limit (upcased --max-connections)")]
     Closed {
         /// The server's address.
         addr: SocketAddr,
+    },
+    /// The server closed the connection in the middle of the reply.
+    #[error("{addr} closed the connection early: {}", short(got, *want_lines))]
+    ClosedEarly {
+        /// The server's address.
+        addr: SocketAddr,
+        /// What arrived before the close.
+        got: Vec<u8>,
+        /// The lines the reply should have held.
+        want_lines: usize,
+    },
+    /// Pipe mode: the server closed with less of the reply than the input asked for.
+    #[error("{addr} closed the connection early: {}", if received_lf < sent_lf {
+        format!("the reply has {received_lf} of the input's {sent_lf} line(s); the rest is missing")
+    } else {
+        "the reply to the input's last line (the bytes after its last LF) is missing".to_string()
+    })]
+    ShortReply {
+        /// The server's address.
+        addr: SocketAddr,
+        /// LFs sent.
+        sent_lf: u64,
+        /// LFs received.
+        received_lf: u64,
     },
     /// The server closed the connection before the client had sent all its input.
     #[error(
         "{addr} closed the connection before all input was sent; replies to the rest are missing"
     )]
-    ClosedEarly {
+    InputRefused {
         /// The server's address.
         addr: SocketAddr,
     },
+    /// The reply grew past the bound on what `send` holds without ending its line.
+    #[error("{addr} sent more than {} without ending the reply line; giving up (is it an upcase server?)", human_size(*limit as u64))]
+    ReplyTooLong {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The bound that was reached.
+        limit: usize,
+    },
+    /// The user pressed Ctrl-C while waiting for the reply.
+    #[error("cancelled")]
+    Cancelled,
     /// Any other I/O failure on the connection.
     #[error("connection to {addr} failed: {}", describe(source))]
     Io {
@@ -114,6 +194,15 @@ pub enum ClientError {
     Truncated {
         /// The server's address.
         addr: SocketAddr,
+    },
+    /// A datagram whose upper-case is longer than itself: `upcased` never answers one
+    /// (its no-amplification rule), so the client does not send it.
+    #[error("not sent: its upper-case is {reply} bytes, longer than the {len} it has, and upcased never answers a datagram with more bytes than it brought (no amplification); use TCP for this line")]
+    WouldAmplify {
+        /// The message's length.
+        len: usize,
+        /// The length of its upper-case.
+        reply: usize,
     },
     /// Reading the user's input or writing the output failed.
     #[error("{what}: {source}")]
@@ -160,23 +249,54 @@ fn hint(e: &io::Error) -> &'static str {
     }
 }
 
-/// Resolves `target` (`HOST:PORT`, `[V6]:PORT`, or a bare host or IP for port 2277) to
-/// every address it names.
+/// Bytes as a user reads them in an error: quoted, escaped, cut after [`QUOTED`] bytes.
+fn quote(b: &[u8]) -> String {
+    let cut = &b[..b.len().min(QUOTED)];
+    let more = if b.len() > QUOTED { "…" } else { "" };
+    format!("{:?}{more}", String::from_utf8_lossy(cut))
+}
+
+/// The tail of a timeout message: what arrived of the reply, if anything.
+fn partial(got: &[u8]) -> String {
+    if got.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; got {} byte{} without LF: {}",
+            got.len(),
+            if got.len() == 1 { "" } else { "s" },
+            quote(got)
+        )
+    }
+}
+
+/// What an early close left of the reply.
+fn short(got: &[u8], want_lines: usize) -> String {
+    let lines = got.iter().filter(|&&b| b == b'\n').count();
+    if want_lines > 1 {
+        format!(
+            "{lines} of {want_lines} reply lines arrived, then {} more byte(s): {}",
+            got.len() - got.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1),
+            quote(got)
+        )
+    } else {
+        format!(
+            "the reply stopped after {} byte(s): {}",
+            got.len(),
+            quote(got)
+        )
+    }
+}
+
+/// Resolves `target`, written as [`parse_host_port`] reads it (`HOST:PORT`, `[V6]:PORT`,
+/// or a host alone for port 2277), to every address it names.
 pub fn resolve(target: &str) -> Result<Vec<SocketAddr>, ClientError> {
+    let hp = parse_host_port(target).map_err(|reason| ClientError::BadAddress { reason })?;
     let err = |source| ClientError::Resolve {
-        addr: target.to_string(),
+        addr: target.trim().to_string(),
         source,
     };
-    let addrs: Vec<SocketAddr> = if let Ok(ip) = target.parse::<IpAddr>() {
-        vec![SocketAddr::new(ip, DEFAULT_PORT)]
-    } else if !target.contains(':') {
-        (target, DEFAULT_PORT)
-            .to_socket_addrs()
-            .map_err(err)?
-            .collect()
-    } else {
-        target.to_socket_addrs().map_err(err)?.collect()
-    };
+    let addrs = hp.resolve().map_err(err)?;
     if addrs.is_empty() {
         return Err(err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -186,62 +306,225 @@ pub fn resolve(target: &str) -> Result<Vec<SocketAddr>, ClientError> {
     Ok(addrs)
 }
 
+/// A clap value parser for a server address: [`parse_host_port`]'s rule, the address
+/// kept as the user wrote it (names are resolved when connecting).
+pub fn parse_target(s: &str) -> Result<String, String> {
+    parse_host_port(s).map(|_| s.trim().to_string())
+}
+
+/// Tries `attempt` on every address `target` resolves to, in order, and returns the first
+/// success; if all fail, the error names `target` and says why the last one failed.
+pub fn connect_each<T>(
+    target: &str,
+    mut attempt: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> Result<T, ClientError> {
+    let mut last = None;
+    for addr in resolve(target)? {
+        match attempt(addr) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(connect_failed(target, last))
+}
+
+/// [`connect_each`] for an async attempt (`upcase bench`'s connections).
+pub async fn connect_each_async<T, F, Fut>(target: &str, mut attempt: F) -> Result<T, ClientError>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let mut last = None;
+    for addr in resolve(target)? {
+        match attempt(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(connect_failed(target, last))
+}
+
+fn connect_failed(target: &str, last: Option<io::Error>) -> ClientError {
+    ClientError::Connect {
+        addr: target.trim().to_string(),
+        source: last.unwrap_or_else(|| io::Error::other("no address to try")),
+    }
+}
+
 /// Connects to the first address of `target` that accepts, each attempt bounded by
 /// `timeout`. `TCP_NODELAY` is set, since every message is a small write that wants its
 /// reply at once.
 pub fn connect(target: &str, timeout: Duration) -> Result<TcpStream, ClientError> {
-    let mut last = None;
-    for addr in resolve(target)? {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(ClientError::Connect {
-        addr: target.to_string(),
-        source: last.unwrap_or_else(|| io::Error::other("no address to try")),
+    connect_each(target, |addr| {
+        let s = TcpStream::connect_timeout(&addr, timeout)?;
+        let _ = s.set_nodelay(true);
+        Ok(s)
     })
 }
 
-/// Sends one message and copies the reply to `out`: everything up to and including as
-/// many LFs as the message holds (one, for a message that ends in LF), or up to EOF.
+/// A reply to [`send`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The reply: as many lines as the message had, each with its LF.
+    pub line: Vec<u8>,
+    /// Bytes that came after the reply in the same read, and were dropped. A conforming
+    /// server sends none.
+    pub extra: usize,
+}
+
+/// Sends one message and reads its reply: as many lines as the message holds (one, for
+/// a message that ends in LF), or for a message without LF everything up to EOF.
 ///
-/// Returns the reply. Fails with [`ClientError::Timeout`] when no byte arrives for
-/// `timeout`, and with [`ClientError::Closed`] when the server closes without replying.
+/// `timeout` bounds the whole exchange, sending included: a server that trickles bytes
+/// cannot stretch it. The reply held is bounded by [`MAX_REPLY`] (or three times the
+/// message, if that is more: no correct reply is longer). Fails with
+/// [`ClientError::Timeout`] (saying what arrived), [`ClientError::Closed`] when the server
+/// closes without a byte of reply, [`ClientError::ClosedEarly`] when it closes in the
+/// middle, and [`ClientError::ReplyTooLong`].
 pub fn send(
     stream: &mut TcpStream,
     message: &[u8],
     timeout: Duration,
-) -> Result<Vec<u8>, ClientError> {
+) -> Result<Reply, ClientError> {
+    send_cancellable(stream, message, timeout, &AtomicBool::new(false))
+}
+
+/// [`send`], giving up with [`ClientError::Cancelled`] soon after `cancel` becomes true
+/// (Ctrl-C in an interactive session).
+pub fn send_cancellable(
+    stream: &mut TcpStream,
+    message: &[u8],
+    timeout: Duration,
+    cancel: &AtomicBool,
+) -> Result<Reply, ClientError> {
     let addr = peer(stream);
-    let io_err = |source: io::Error| classify(addr, timeout, source);
-    stream.write_all(message).map_err(io_err)?;
-    let want_lf = message.iter().filter(|&&b| b == b'\n').count();
-    stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
+    let io = |source: io::Error| ClientError::Io { addr, source };
+    let deadline = Deadline::after(timeout);
     let mut reply = Vec::with_capacity(message.len());
-    let mut buf = [0u8; 16 * 1024];
+    // Waits one tick at most, so that Ctrl-C and the deadline are looked at in time.
+    let tick = |stream: &TcpStream, reply: &Vec<u8>, write: bool| -> Result<(), ClientError> {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ClientError::Cancelled);
+        }
+        let left = deadline.left().ok_or_else(|| {
+            if write {
+                ClientError::NotReading {
+                    addr,
+                    after: timeout,
+                }
+            } else {
+                ClientError::Timeout {
+                    addr,
+                    after: timeout,
+                    got: reply.clone(),
+                }
+            }
+        })?;
+        let t = Some(left.min(CANCEL_TICK));
+        if write {
+            stream.set_write_timeout(t).map_err(io)
+        } else {
+            stream.set_read_timeout(t).map_err(io)
+        }
+    };
+
+    let mut sent = 0;
+    while sent < message.len() {
+        tick(stream, &reply, true)?;
+        match stream.write(&message[sent..]) {
+            Ok(0) => return Err(ClientError::InputRefused { addr }),
+            Ok(n) => sent += n,
+            Err(e) if is_wait(&e) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                return Err(ClientError::Closed { addr })
+            }
+            Err(e) => return Err(io(e)),
+        }
+    }
+
+    let want_lf = message.iter().filter(|&&b| b == b'\n').count();
+    let limit = MAX_REPLY.max(message.len().saturating_mul(MAX_EXPANSION));
+    let mut buf = vec![0u8; 64 * 1024];
     let mut seen_lf = 0;
     loop {
-        if want_lf > 0 && seen_lf >= want_lf {
-            return Ok(reply);
-        }
-        let n = match stream.read(&mut buf) {
+        tick(stream, &reply, false)?;
+        let room = (limit + 1 - reply.len()).min(buf.len());
+        let n = match stream.read(&mut buf[..room]) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(e)),
+            Err(e) if is_wait(&e) => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && reply.is_empty() => {
+                return Err(ClientError::Closed { addr })
+            }
+            Err(e) => return Err(io(e)),
         };
         if n == 0 {
-            return if reply.is_empty() {
-                Err(ClientError::Closed { addr })
-            } else {
-                Ok(reply)
+            return match (reply.is_empty(), want_lf) {
+                (true, _) => Err(ClientError::Closed { addr }),
+                // No LF asked for: the reply is everything up to EOF.
+                (false, 0) => Ok(Reply {
+                    line: reply,
+                    extra: 0,
+                }),
+                (false, _) => Err(ClientError::ClosedEarly {
+                    addr,
+                    got: reply,
+                    want_lines: want_lf,
+                }),
             };
         }
-        seen_lf += buf[..n].iter().filter(|&&b| b == b'\n').count();
-        reply.extend_from_slice(&buf[..n]);
+        let chunk = &buf[..n];
+        if want_lf > 0 {
+            // Where, if in this chunk, the last wanted LF is.
+            let mut end = None;
+            for (i, _) in chunk.iter().enumerate().filter(|(_, &b)| b == b'\n') {
+                seen_lf += 1;
+                if seen_lf == want_lf {
+                    end = Some(i + 1);
+                    break;
+                }
+            }
+            if let Some(end) = end {
+                reply.extend_from_slice(&chunk[..end]);
+                return Ok(Reply {
+                    line: reply,
+                    extra: n - end,
+                });
+            }
+        }
+        reply.extend_from_slice(chunk);
+        if reply.len() > limit {
+            return Err(ClientError::ReplyTooLong { addr, limit });
+        }
+    }
+}
+
+/// A read or write that timed out or was interrupted: look at the clock and go on.
+fn is_wait(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// A point in time `timeout` from now. Durations from flags are bounded
+/// ([`crate::limits::MAX_DURATION`]), and an unrepresentable one means "never" here, so
+/// computing it cannot panic.
+#[derive(Debug, Clone, Copy)]
+struct Deadline(Option<Instant>);
+
+impl Deadline {
+    fn after(timeout: Duration) -> Deadline {
+        Deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// Time left, or `None` once it has passed.
+    fn left(&self) -> Option<Duration> {
+        match self.0 {
+            None => Some(Duration::MAX),
+            Some(t) => t
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero()),
+        }
     }
 }
 
@@ -250,15 +533,4 @@ fn peer(stream: &TcpStream) -> SocketAddr {
     stream
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
-/// Turns an I/O error on the connection into the error a user should see.
-fn classify(addr: SocketAddr, timeout: Duration, source: io::Error) -> ClientError {
-    match source.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
-            addr,
-            after: timeout,
-        },
-        _ => ClientError::Io { addr, source },
-    }
 }

@@ -77,16 +77,23 @@ pub fn send_tls(
     timeout: Duration,
 ) -> Result<Vec<u8>, ClientError> {
     let addr = super::peer(&stream.sock);
-    let io_err = |source: io::Error| super::classify(addr, timeout, source);
+    let io_err = |source: io::Error, got: &[u8]| match source.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
+            addr,
+            after: timeout,
+            got: got.to_vec(),
+        },
+        _ => ClientError::Io { addr, source },
+    };
     stream
         .write_all(message)
         .and_then(|()| stream.flush())
-        .map_err(io_err)?;
+        .map_err(|e| io_err(e, &[]))?;
     let want_lf = message.iter().filter(|&&b| b == b'\n').count();
     stream
         .sock
         .set_read_timeout(Some(timeout))
-        .map_err(io_err)?;
+        .map_err(|e| io_err(e, &[]))?;
     let mut reply = Vec::with_capacity(message.len());
     let mut buf = [0u8; 16 * 1024];
     let mut seen_lf = 0;
@@ -104,7 +111,7 @@ pub fn send_tls(
                     ClientError::Truncated { addr }
                 })
             }
-            Err(e) => return Err(io_err(e)),
+            Err(e) => return Err(io_err(e, &reply)),
         };
         if n == 0 {
             return if reply.is_empty() {
@@ -145,7 +152,7 @@ where
     while let Some(line) = lines.next_line().map_err(local("reading input"))? {
         let mut message = line.into_bytes();
         message.push(b'\n');
-        if super::interactive::is_closed(&stream.sock) {
+        if is_closed(&stream.sock) {
             stream = reconnect(target, timeout, client, &stream, notes)?;
         }
         let reply = match send_tls(&mut stream, &message, timeout) {
@@ -164,6 +171,22 @@ where
     }
     let _ = tls::close_write(&mut stream);
     Ok(())
+}
+
+/// Whether the server has closed its side (or reset) while we waited for the user, asked of
+/// the socket with a peek: over TLS nothing may be read past rustls. A `close_notify`
+/// waiting unread looks like data here; the send that follows finds it.
+fn is_closed(sock: &std::net::TcpStream) -> bool {
+    if sock.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut b = [0u8; 1];
+    let closed = match sock.peek(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    };
+    closed || sock.set_nonblocking(false).is_err()
 }
 
 fn reconnect<N: Write + ?Sized>(
@@ -229,9 +252,16 @@ fn pipe_error(addr: std::net::SocketAddr, e: PipeError) -> ClientError {
             what: "writing output",
             source,
         },
-        PipeError::ClosedEarly => ClientError::ClosedEarly { addr },
+        PipeError::ClosedEarly => ClientError::Io {
+            addr,
+            source: io::Error::other(PipeError::ClosedEarly.to_string()),
+        },
         PipeError::Truncated => ClientError::Truncated { addr },
-        PipeError::Timeout(after) => ClientError::Timeout { addr, after },
+        PipeError::Timeout(after) => ClientError::Timeout {
+            addr,
+            after,
+            got: Vec::new(),
+        },
         PipeError::Io(source) => ClientError::Io { addr, source },
     }
 }

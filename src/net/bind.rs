@@ -32,3 +32,18 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
+
+/// A UDP socket on an ephemeral port of the unspecified address of `peer`'s family, bound
+/// with [`bind_udp`] and connected to `peer`, so that it receives only the peer's datagrams
+/// and learns of ICMP "port unreachable". Non-blocking. The clients' one way to open a UDP
+/// socket (`upcase --udp` and `upcase bench --udp`).
+pub fn connect_udp(peer: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = if peer.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = bind_udp(local)?;
+    socket.connect(peer)?;
+    Ok(socket)
+}

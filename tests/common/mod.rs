@@ -35,6 +35,11 @@ impl TestServer {
         Self::serve(Listeners::from(vec![listener]), config)
     }
 
+    /// TCP on a listener the test has bound and set up itself.
+    pub fn start_with(listener: std::net::TcpListener, config: Config) -> TestServer {
+        Self::serve(Listeners::from(vec![listener]), config)
+    }
+
     /// TCP and UDP on the same free port of `ip` (`127.0.0.1`, `[::1]`).
     pub fn start_udp(ip: &str, config: Config) -> TestServer {
         let tcp = upcase::net::bind_tcp(format!("{ip}:0").parse().unwrap()).expect("bind");

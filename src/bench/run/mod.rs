@@ -14,7 +14,7 @@ mod udp;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -476,18 +476,7 @@ async fn open_tcp(
 /// The first connection: every address `target` resolves to, in order, each attempt
 /// bounded by `timeout`.
 async fn first_tcp(target: &str, timeout: Duration) -> Result<TcpStream, BenchError> {
-    let mut last = None;
-    for addr in client::resolve(target)? {
-        match connect_one(addr, timeout).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(ClientError::Connect {
-        addr: target.to_string(),
-        source: last.unwrap_or_else(|| io::Error::other("no address to try")),
-    }
-    .into())
+    Ok(client::connect_each_async(target, |addr| connect_one(addr, timeout)).await?)
 }
 
 /// One connection, with `TCP_NODELAY`: every message is a small write that wants its
@@ -544,13 +533,5 @@ async fn open_udp(
 /// A UDP socket bound to an ephemeral port and connected to `peer`, so that it receives
 /// only the peer's datagrams and learns of ICMP port-unreachable.
 fn udp_socket(peer: SocketAddr) -> io::Result<UdpSocket> {
-    let local: SocketAddr = if peer.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = StdUdpSocket::bind(local)?;
-    socket.connect(peer)?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
+    UdpSocket::from_std(crate::net::connect_udp(peer)?)
 }
