@@ -523,3 +523,43 @@ fn the_drain_lets_a_tls_line_in_progress_finish_then_sends_close_notify() {
     assert_eq!(read_to_close_notify(&mut busy), b"LINE\n");
     server.join();
 }
+
+// ---- bench -------------------------------------------------------------------------------
+
+#[test]
+fn bench_over_tls_checks_every_reply_and_reports_the_session() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let out = upcase_bin()
+        .args([
+            "bench",
+            "--tls",
+            "--ca",
+            pki.ca_path().to_str().unwrap(),
+            "-c",
+        ])
+        .arg(server.target())
+        .args([
+            "--connections",
+            "3",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "0s",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["tls"]["version"], "TLSv1.3", "{v}");
+    assert!(v["tls"]["cipher_suite"]
+        .as_str()
+        .unwrap()
+        .starts_with("TLS13_"));
+    assert_eq!(v["errors"]["wrong_replies"], 0);
+    assert!(v["messages"].as_u64().unwrap() > 0);
+    assert_eq!(server.server.stats().tls_handshakes, 3);
+}

@@ -31,7 +31,7 @@ pub use options::{BenchArgs, Text};
 pub use payload::Payload;
 pub use progress::Progress;
 pub use result::{BenchResult, Errors, Latency, LoopMode, Transport};
-pub use run::run;
+pub use run::{run, run_tls};
 
 use crate::client::ClientError;
 

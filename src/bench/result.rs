@@ -14,6 +14,8 @@ pub struct BenchResult {
     pub peer: String,
     /// `"tcp"` or `"udp"`.
     pub transport: Transport,
+    /// Over TLS (`--tls`): the version and cipher suite negotiated; `null` otherwise.
+    pub tls: Option<crate::tls::SessionInfo>,
     /// `"closed"` (each connection keeps `pipeline` messages in flight) or `"open"`
     /// (messages sent on a fixed schedule of `rate` per second).
     pub mode: LoopMode,

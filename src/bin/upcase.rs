@@ -337,7 +337,14 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             let progress = std::io::stdout()
                 .is_terminal()
                 .then(bench::Progress::stderr);
-            let result = match bench::run(&talk.connect, talk.timeout, &args, progress.as_ref()) {
+            let tls = talk.tls.client(&talk.connect)?;
+            let result = match bench::run_tls(
+                &talk.connect,
+                talk.timeout,
+                &args,
+                progress.as_ref(),
+                tls.as_ref(),
+            ) {
                 Ok(result) => result,
                 Err(e) => {
                     eprintln!("upcase: error: {e}");

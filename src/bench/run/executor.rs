@@ -26,8 +26,8 @@ use super::{bump, Schedule, Shared, Watch};
 
 /// Drives one TCP connection until the run ends (the task is aborted) or the connection
 /// fails.
-pub(super) struct TcpDriver {
-    stream: TcpStream,
+pub(super) struct TcpDriver<S = TcpStream> {
+    stream: S,
     shared: Rc<Shared>,
     watch: Rc<Watch>,
     /// Open loop only: when this connection's messages are due.
@@ -53,16 +53,16 @@ struct State {
     closed_loop: bool,
 }
 
-impl TcpDriver {
+impl<S: AsyncRead + AsyncWrite + Unpin> TcpDriver<S> {
     /// A driver for `stream`: closed loop with `pipeline` messages in flight, or open loop
     /// when a `schedule` is given.
     pub fn new(
-        stream: TcpStream,
+        stream: S,
         shared: Rc<Shared>,
         watch: Rc<Watch>,
         pipeline: usize,
         schedule: Option<Schedule>,
-    ) -> TcpDriver {
+    ) -> TcpDriver<S> {
         let closed_loop = schedule.is_none();
         TcpDriver {
             stream,
@@ -102,6 +102,11 @@ impl TcpDriver {
                 }
             }
             if let Err(e) = self.write_queued(cx) {
+                return Poll::Ready(e);
+            }
+            // TLS holds records it could not write yet; plain TCP holds nothing (ready at
+            // once). Pending registers the wake-up for when the socket takes more.
+            if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
                 return Poll::Ready(e);
             }
             let shared = &*self.shared;

@@ -193,6 +193,19 @@ pub fn run(
     args: &BenchArgs,
     progress: Option<&Progress>,
 ) -> Result<BenchResult, BenchError> {
+    run_tls(target, timeout, args, progress, None)
+}
+
+/// [`run`], over TLS when `tls` is given (`upcase bench --tls`): every connection's
+/// handshake is done before the clock starts, and the result says which version and cipher
+/// suite were negotiated.
+pub fn run_tls(
+    target: &str,
+    timeout: Duration,
+    args: &BenchArgs,
+    progress: Option<&Progress>,
+    tls: Option<&crate::client::TlsClient>,
+) -> Result<BenchResult, BenchError> {
     args.validate()?;
     ensure_descriptors(args.connections)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -203,7 +216,10 @@ pub fn run(
             source,
         })?;
     let local = LocalSet::new();
-    let result = local.block_on(&runtime, run_on_thread(target, timeout, args, progress));
+    let result = local.block_on(
+        &runtime,
+        run_on_thread(target, timeout, args, progress, tls),
+    );
     if let Some(p) = progress {
         p.finish();
     }
@@ -215,6 +231,7 @@ async fn run_on_thread(
     timeout: Duration,
     args: &BenchArgs,
     progress: Option<&Progress>,
+    tls: Option<&crate::client::TlsClient>,
 ) -> Result<BenchResult, BenchError> {
     let payload = Payload::new(args.size as usize, args.text);
     let shared = Rc::new(Shared::new(payload, timeout));
@@ -225,12 +242,21 @@ async fn run_on_thread(
     let (peer, conns) = if args.udp {
         let (peer, sockets, failures) = open_udp(target, n, timeout, &shared, progress).await?;
         (peer, Connections::Udp(sockets, failures))
+    } else if let Some(tls) = tls {
+        let (peer, streams, failures) = open_tcp(target, n, timeout, progress).await?;
+        let (streams, failures) = handshakes(tls, streams, failures, timeout).await?;
+        (peer, Connections::Tls(streams, failures))
     } else {
         let (peer, streams, failures) = open_tcp(target, n, timeout, progress).await?;
         (peer, Connections::Tcp(streams, failures))
     };
+    let session = match &conns {
+        Connections::Tls(s, _) => s.first().map(|s| crate::tls::session_info(s.get_ref().1)),
+        _ => None,
+    };
     let (open, connect_failures) = match &conns {
         Connections::Tcp(s, f) => (s.len(), *f),
+        Connections::Tls(s, f) => (s.len(), *f),
         Connections::Udp(s, f) => (s.len(), *f),
     };
 
@@ -250,6 +276,20 @@ async fn run_on_thread(
     let mut tasks: Vec<(Rc<Watch>, AbortHandle)> = Vec::with_capacity(open);
     match conns {
         Connections::Tcp(streams, _) => {
+            for (i, stream) in streams.into_iter().enumerate() {
+                let watch = Rc::new(Watch::default());
+                let driver = executor::TcpDriver::new(
+                    stream,
+                    Rc::clone(&shared),
+                    Rc::clone(&watch),
+                    pipeline,
+                    schedule(i),
+                );
+                let handle = tokio::task::spawn_local(driver.run());
+                tasks.push((watch, handle.abort_handle()));
+            }
+        }
+        Connections::Tls(streams, _) => {
             for (i, stream) in streams.into_iter().enumerate() {
                 let watch = Rc::new(Watch::default());
                 let driver = executor::TcpDriver::new(
@@ -349,6 +389,7 @@ async fn run_on_thread(
         } else {
             Transport::Tcp
         },
+        tls: session,
         mode: if args.rate.is_some() {
             LoopMode::Open
         } else {
@@ -379,6 +420,7 @@ async fn run_on_thread(
 /// The open sockets of a run, and how many failed to open.
 enum Connections {
     Tcp(Vec<TcpStream>, u64),
+    Tls(Vec<tokio_rustls::client::TlsStream<TcpStream>>, u64),
     Udp(Vec<UdpSocket>, u64),
 }
 
@@ -425,6 +467,43 @@ fn ensure_descriptors(connections: u32) -> Result<(), BenchError> {
 /// Opens `n` TCP connections to `target`. The first one decides the address (every
 /// resolved address is tried) and its failure is a connect error; later failures are
 /// counted and returned.
+/// Shakes hands on every open connection, [`CONNECT_CONCURRENCY`] at a time. The first
+/// failing is the run failing (a certificate not trusted is not load); later ones count as
+/// connect failures.
+async fn handshakes(
+    tls: &crate::client::TlsClient,
+    streams: Vec<TcpStream>,
+    mut failures: u64,
+    timeout: Duration,
+) -> Result<(Vec<tokio_rustls::client::TlsStream<TcpStream>>, u64), BenchError> {
+    let mut out = Vec::with_capacity(streams.len());
+    let mut streams = streams.into_iter();
+    if let Some(first) = streams.next() {
+        let s = crate::tls::connect(first, tls.config(), tls.name().clone(), timeout)
+            .await
+            .map_err(ClientError::from)?;
+        out.push(s);
+    }
+    let mut pending = JoinSet::new();
+    for tcp in streams {
+        while pending.len() >= CONNECT_CONCURRENCY {
+            match pending.join_next().await {
+                Some(Ok(Ok(s))) => out.push(s),
+                _ => failures += 1,
+            }
+        }
+        let (config, name) = (tls.config().clone(), tls.name().clone());
+        pending.spawn_local(async move { crate::tls::connect(tcp, &config, name, timeout).await });
+    }
+    while let Some(r) = pending.join_next().await {
+        match r {
+            Ok(Ok(s)) => out.push(s),
+            _ => failures += 1,
+        }
+    }
+    Ok((out, failures))
+}
+
 async fn open_tcp(
     target: &str,
     n: usize,
