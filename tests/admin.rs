@@ -170,6 +170,12 @@ const EVERY_SERIES_AT_ZERO: &[&str] = &[
     "upcased_udp_datagrams_total{outcome=\"would_amplify\"} 0",
     "upcased_udp_datagrams_total{outcome=\"rate_limited\"} 0",
     "upcased_draining 0",
+    "upcased_tls_handshake_failures_total{reason=\"timeout\"} 0",
+    "upcased_tls_handshake_failures_total{reason=\"not_tls\"} 0",
+    "upcased_tls_handshake_failures_total{reason=\"protocol\"} 0",
+    "upcased_tls_handshake_failures_total{reason=\"rejected\"} 0",
+    "upcased_tls_handshake_failures_total{reason=\"closed\"} 0",
+    "upcased_tls_handshake_failures_total{reason=\"io\"} 0",
 ];
 
 const TYPES: &[&str] = &[
@@ -181,6 +187,7 @@ const TYPES: &[&str] = &[
     "# TYPE upcased_bytes_sent_total counter",
     "# TYPE upcased_accept_errors_total counter",
     "# TYPE upcased_udp_datagrams_total counter",
+    "# TYPE upcased_tls_handshake_failures_total counter",
     "# TYPE upcased_draining gauge",
     "# TYPE upcased_build_info gauge",
 ];

@@ -77,7 +77,7 @@ fn pump(client: &mut ClientConnection, server: &mut ServerConnection) {
     }
 }
 
-/// The heap bounds `docs/TLS-DRAFT.md` states, per server connection, beyond what a plain
+/// The heap bounds `docs/PROTOCOL.md` (TLS, Memory per TLS connection) states, per server connection, beyond what a plain
 /// connection costs.
 const IDLE_BOUND: isize = 12 * 1024;
 const BUSY_BOUND: isize = 128 * 1024;

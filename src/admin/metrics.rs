@@ -15,6 +15,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::tls::HandshakeFailure;
+
 /// The `Content-Type` of a `/metrics` reply.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -76,6 +78,10 @@ pub struct Snapshot {
     pub udp: Udp,
     /// Whether the drain has begun (`upcased_draining`, 0 or 1).
     pub draining: bool,
+    /// TLS handshakes failed, by reason in [`HandshakeFailure::ALL`]'s order
+    /// (`upcased_tls_handshake_failures_total{reason}`; the server's
+    /// [`Stats::tls_handshake_failures`](crate::server::Stats::tls_handshake_failures)).
+    pub tls_handshake_failures: [u64; HandshakeFailure::ALL.len()],
 }
 
 /// Where `/metrics` gets its figures: called once per scrape, on the admin thread. The
@@ -201,6 +207,18 @@ impl Collector for SnapshotCollector {
                 ("rate_limited", s.udp.rate_limited),
             ],
         )?;
+        let tls: Vec<(&str, u64)> = HandshakeFailure::ALL
+            .iter()
+            .zip(s.tls_handshake_failures)
+            .map(|(r, n)| (r.as_str(), n))
+            .collect();
+        labelled(
+            e,
+            "upcased_tls_handshake_failures",
+            "TLS handshakes failed, by reason.",
+            "reason",
+            &tls,
+        )?;
         gauge(
             e,
             "upcased_draining",
@@ -282,6 +300,14 @@ upcased_udp_datagrams_total{{outcome=\"replied\"}} 0
 upcased_udp_datagrams_total{{outcome=\"privileged_port\"}} 0
 upcased_udp_datagrams_total{{outcome=\"would_amplify\"}} 0
 upcased_udp_datagrams_total{{outcome=\"rate_limited\"}} 0
+# HELP upcased_tls_handshake_failures_total TLS handshakes failed, by reason.
+# TYPE upcased_tls_handshake_failures_total counter
+upcased_tls_handshake_failures_total{{reason=\"timeout\"}} 0
+upcased_tls_handshake_failures_total{{reason=\"not_tls\"}} 0
+upcased_tls_handshake_failures_total{{reason=\"protocol\"}} 0
+upcased_tls_handshake_failures_total{{reason=\"rejected\"}} 0
+upcased_tls_handshake_failures_total{{reason=\"closed\"}} 0
+upcased_tls_handshake_failures_total{{reason=\"io\"}} 0
 # HELP upcased_draining 1 once the drain has begun, else 0.
 # TYPE upcased_draining gauge
 upcased_draining 0

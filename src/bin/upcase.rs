@@ -65,6 +65,54 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// TLS on the connection: `--tls` and what it verifies.
+#[derive(Debug, Clone, Default, Args)]
+struct TlsFlags {
+    /// Speak TLS: verify the server against the system's roots (or --ca), with SNI from the
+    /// host of --connect (or --sni).
+    #[arg(long)]
+    tls: bool,
+
+    /// With --tls: trust only the CA certificates in FILE (PEM), e.g. upcased's
+    /// --tls-self-signed FILE.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca: Option<std::path::PathBuf>,
+
+    /// With --tls: the server name to send and verify, instead of the host of --connect.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    sni: Option<String>,
+
+    /// With --tls: verify no certificate at all (says so on stderr). For trying things out.
+    #[arg(long, requires = "tls")]
+    insecure: bool,
+}
+
+impl TlsFlags {
+    /// Takes the flags given before the subcommand's name, unless the subcommand has its own.
+    fn merge(&mut self, top: &ArgMatches, sub: &ArgMatches, from: &TlsFlags) {
+        merge(top, sub, "tls", &from.tls, &mut self.tls);
+        merge(top, sub, "ca", &from.ca, &mut self.ca);
+        merge(top, sub, "sni", &from.sni, &mut self.sni);
+        merge(top, sub, "insecure", &from.insecure, &mut self.insecure);
+    }
+
+    /// The TLS client for `target`, if `--tls`; `--insecure` says so here, once.
+    fn client(&self, target: &str) -> Result<Option<client::TlsClient>, ClientError> {
+        if !self.tls {
+            return Ok(None);
+        }
+        if self.insecure {
+            eprintln!("{}", upcase::tls::client::INSECURE_WARNING);
+        }
+        let opts = client::TlsOptions {
+            ca: self.ca.clone(),
+            sni: self.sni.clone(),
+            insecure: self.insecure,
+        };
+        client::TlsClient::new(target, &opts).map(Some)
+    }
+}
+
 /// How the interactive session and pipe mode talk to the server.
 #[derive(Debug, Clone, Args)]
 struct Talk {
@@ -82,12 +130,15 @@ struct Talk {
     timeout: Duration,
 
     /// Use UDP: one datagram per line (no LF), each reply printed with LF.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     udp: bool,
     /// The server sends a banner line first (upcased --banner): read it, print it on
     /// stderr, then go on as usual.
     #[arg(long, conflicts_with = "udp")]
     banner: bool,
+
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 /// How `send` talks to the server.
@@ -105,12 +156,15 @@ struct SendTalk {
     timeout: Duration,
 
     /// Use UDP: the message is one datagram (no LF), the reply printed with LF.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     udp: bool,
     /// The server sends a banner line first (upcased --banner): read it, print it on
     /// stderr, then go on as usual.
     #[arg(long, conflicts_with = "udp")]
     banner: bool,
+
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 /// How `bench` reaches the server.
@@ -172,11 +226,36 @@ enum Command {
 /// The top-level flags that only the interactive session and pipe mode use. `send` and
 /// `bench` take them before their name too (`upcase -c ADDR send hi`), other subcommands
 /// refuse them.
-const TALK_FLAGS: [(&str, &str); 3] = [
+const TALK_FLAGS: [(&str, &str); 8] = [
     ("connect", "-c/--connect"),
     ("timeout", "--timeout"),
     ("udp", "--udp"),
+    ("tls", "--tls"),
+    ("ca", "--ca"),
+    ("sni", "--sni"),
+    ("insecure", "--insecure"),
+    ("banner", "--banner"),
 ];
+
+/// The top-level flags that `bench` does not take (yet) even before its name.
+const NOT_FOR_BENCH: [(&str, &str); 4] = [
+    ("tls", "--tls"),
+    ("ca", "--ca"),
+    ("sni", "--sni"),
+    ("insecure", "--insecure"),
+];
+
+/// Refuses, as a usage error, the first of `flags` given before the subcommand `name`.
+fn refuse_flags(matches: &ArgMatches, name: &str, flags: &[(&str, &str)]) {
+    if let Some((_, flag)) = flags.iter().find(|(id, _)| given(matches, id)) {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{flag} is not used by `upcase {name}`"),
+            )
+            .exit();
+    }
+}
 
 fn given(m: &ArgMatches, id: &str) -> bool {
     m.value_source(id) == Some(ValueSource::CommandLine)
@@ -213,8 +292,10 @@ fn parse() -> Cli {
                 &mut talk.timeout,
             );
             merge(&matches, sub, "udp", &cli.talk.udp, &mut talk.udp);
+            merge(&matches, sub, "banner", &cli.talk.banner, &mut talk.banner);
+            talk.tls.merge(&matches, sub, &cli.talk.tls);
         }
-        Some(Command::Bench { talk, .. }) => {
+        Some(Command::Bench { talk, args }) => {
             merge(
                 &matches,
                 sub,
@@ -230,17 +311,10 @@ fn parse() -> Cli {
                 &mut talk.timeout,
             );
             merge(&matches, sub, "udp", &cli.talk.udp, &mut talk.udp);
+            merge(&matches, sub, "banner", &cli.talk.banner, &mut args.banner);
+            refuse_flags(&matches, name, &NOT_FOR_BENCH);
         }
-        _ => {
-            if let Some((_, flag)) = TALK_FLAGS.iter().find(|(id, _)| given(&matches, id)) {
-                Cli::command()
-                    .error(
-                        clap::error::ErrorKind::ArgumentConflict,
-                        format!("{flag} is not used by `upcase {name}`"),
-                    )
-                    .exit();
-            }
-        }
+        _ => refuse_flags(&matches, name, &TALK_FLAGS),
     }
     if cli.no_history {
         Cli::command()
@@ -335,6 +409,22 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 .map_err(local("writing output"))?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Send { talk, text }) if talk.tls.tls => {
+            let tls = talk
+                .tls
+                .client(&talk.connect)?
+                .unwrap_or_else(|| unreachable!());
+            let mut message = text.join(" ").into_bytes();
+            message.push(b'\n');
+            let mut stream = tls.connect(&talk.connect, talk.timeout)?;
+            let reply = client::send_tls(&mut stream, &message, talk.timeout)?;
+            let _ = upcase::tls::close_write(&mut stream);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&reply)
+                .and_then(|()| out.flush())
+                .map_err(local("writing output"))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Send { talk, text }) => {
             let mut message = text.join(" ").into_bytes();
             message.push(b'\n');
@@ -360,6 +450,15 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         }
         None if cli.talk.udp => {
             run_udp(&cli.talk, cli.no_history)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None if cli.talk.tls.tls => {
+            let tls = cli
+                .talk
+                .tls
+                .client(&cli.talk.connect)?
+                .unwrap_or_else(|| unreachable!());
+            run_tls(&cli.talk, &tls)?;
             Ok(ExitCode::SUCCESS)
         }
         None if std::io::stdin().is_terminal() => {
@@ -436,6 +535,31 @@ fn history_file(no_history: bool) -> Option<std::path::PathBuf> {
         return None;
     }
     client::history::default_path()
+}
+
+/// The interactive session and pipe mode over TLS.
+fn run_tls(talk: &Talk, tls: &client::TlsClient) -> Result<(), ClientError> {
+    if std::io::stdin().is_terminal() {
+        let mut editor =
+            Editor::new("upcase/tls> ", None).map_err(local("starting the line editor"))?;
+        client::interactive_tls(
+            &talk.connect,
+            talk.timeout,
+            tls,
+            &mut editor,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
+    } else {
+        client::pipe_tls(
+            &talk.connect,
+            talk.timeout,
+            tls,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+        )
+        .map(|_| ())
+    }
 }
 
 /// The interactive session and pipe mode over UDP.

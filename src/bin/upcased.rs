@@ -18,6 +18,7 @@ use upcase::net::{bind_tcp, bind_udp, raise_nofile_limit};
 use upcase::reuseport::{bind_tcp_reuse_port, bind_udp_reuse_port};
 use upcase::server::{Listener, ListenerSettings, Listeners, Server, ServerArgs};
 use upcase::systemd::{self, Notifier};
+use upcase::tls;
 
 fn main() -> ExitCode {
     // Socket activation comes first, before logging or any thread opens a descriptor or
@@ -68,11 +69,38 @@ fn main() -> ExitCode {
         eprintln!("upcased: error: {e}");
         return ExitCode::from(2);
     }
+    if args.tls_identity_missing() {
+        eprintln!(
+            "upcased: error: --tls-listen needs a certificate: give --tls-cert FILE and \
+             --tls-key FILE, or --tls-self-signed FILE to make one"
+        );
+        return ExitCode::from(2);
+    }
+    if !args.tls_listen.is_empty() {
+        // Not yet: a PROXY header before the handshake, and a banner inside TLS.
+        let not_yet = if args.proxy_protocol != upcase::proxy::ProxyMode::Off {
+            Some("--proxy-protocol")
+        } else if args.banner.is_some() {
+            Some("--banner")
+        } else {
+            None
+        };
+        if let Some(flag) = not_yet {
+            eprintln!("upcased: error: {flag} cannot be used with --tls-listen yet");
+            return ExitCode::from(2);
+        }
+    }
     let notifier = Notifier::from_env().unwrap_or_else(|e| {
         warn!(error = %e, "NOTIFY_SOCKET is unusable; not notifying the service manager");
         Notifier::disabled()
     });
-    let server = Server::new(config);
+    let server = match tls_server(&args, config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("upcased: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = run(args, inherited, server, notifier.clone());
     let _ = notifier.status("stopped");
     match result {
@@ -82,6 +110,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The server, with the TLS certificate when there are TLS listeners: read from
+/// `--tls-cert`/`--tls-key`, or made by `--tls-self-signed`.
+fn tls_server(args: &ServerArgs, config: upcase::server::Config) -> anyhow::Result<Server> {
+    if args.tls_listen.is_empty() {
+        return Ok(Server::new(config));
+    }
+    let store = match (&args.tls_self_signed, &args.tls_cert, &args.tls_key) {
+        (Some(path), _, _) => {
+            let store = tls::self_signed(path)?;
+            info!(
+                ca = %path.display(),
+                "made a self-signed certificate for localhost, 127.0.0.1 and ::1; \
+                 clients trust it with --ca {}",
+                path.display()
+            );
+            store
+        }
+        (None, Some(cert), Some(key)) => tls::CertStore::from_files(cert, key)?,
+        // `tls_identity_missing` and clap's `requires` rule the rest out.
+        _ => bail!("--tls-listen needs --tls-cert and --tls-key, or --tls-self-signed"),
+    };
+    Ok(Server::with_tls(config, store)?)
 }
 
 fn run(
@@ -159,6 +211,7 @@ fn run(
     for l in &first.tcp {
         let addr = l.socket.local_addr()?;
         match l.settings.proxy.mode {
+            _ if l.settings.tls => info!("listening on {addr} (tls)"),
             upcase::proxy::ProxyMode::Off => info!("listening on {addr}"),
             mode => info!("listening on {addr} (PROXY protocol {mode} required)"),
         }
@@ -209,7 +262,8 @@ fn bind_sets(
     workers: usize,
     settings: ListenerSettings,
 ) -> anyhow::Result<Vec<Listeners>> {
-    let defaults = args.listen.is_empty();
+    // With only --tls-listen, only TLS is served.
+    let defaults = args.listen.is_empty() && args.tls_listen.is_empty();
     let addrs = if defaults {
         vec![
             SocketAddr::from(([127, 0, 0, 1], limits::DEFAULT_PORT)),
@@ -247,9 +301,23 @@ fn bind_sets(
         }
     }
 
+    for &addr in &args.tls_listen {
+        match bind(addr) {
+            Ok(l) => listeners.tcp.push(Listener::new(l, settings.with_tls())),
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    " — is another upcased running? pick another port with --tls-listen"
+                } else {
+                    ""
+                };
+                bail!("could not listen on {addr} (tls): {}{hint}", plain(&e));
+            }
+        }
+    }
+
     if args.udp {
         // Same address and port as each TCP listener (its real port, when 0 was asked).
-        for l in &listeners.tcp {
+        for l in listeners.tcp.iter().filter(|l| !l.settings.tls) {
             let addr = l.socket.local_addr()?;
             let u = if args.reuse_port {
                 bind_udp_reuse_port(addr)
@@ -359,7 +427,7 @@ fn spawn_signal_thread(
                             continue;
                         }
                         _ = hup.recv() => {
-                            info!("SIGHUP: nothing to reload; ignored");
+                            reload(&server);
                             continue;
                         }
                         () = &mut delay, if delaying => {
@@ -398,6 +466,23 @@ fn spawn_signal_thread(
         })?;
     ready_rx.recv()??;
     Ok(())
+}
+
+/// SIGHUP: reads `--tls-cert` and `--tls-key` again; a bad pair is logged and the old one
+/// kept.
+fn reload(server: &Server) {
+    let generation = || server.tls_store().map_or(0, |s| s.generation());
+    match server.reload_tls() {
+        None => info!("SIGHUP: no TLS certificate to reload; ignored"),
+        Some(Ok(true)) => info!(
+            generation = generation(),
+            "SIGHUP: TLS certificate reloaded; new handshakes use it"
+        ),
+        Some(Ok(false)) => info!("SIGHUP: the certificate is self-signed; nothing to reload"),
+        Some(Err(e)) => {
+            warn!(error = %e, "SIGHUP: TLS certificate not reloaded; keeping the old one")
+        }
+    }
 }
 
 fn ipv6_unavailable(e: &std::io::Error) -> bool {

@@ -24,6 +24,7 @@ pub mod history;
 mod interactive;
 pub mod interrupt;
 mod pipe;
+mod tls;
 mod udp;
 
 use std::future::Future;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 pub use banner::{read_banner, MAX_BANNER_LINE};
 pub use interactive::{interactive, interactive_with_banner, Editor, LineSource};
 pub use pipe::{pipe, PipeStats};
+pub use tls::{interactive_tls, pipe_tls, send_tls, TlsClient, TlsOptions};
 pub use udp::{interactive_udp, pipe_udp, UdpClient};
 
 use crate::limits::MAX_REPLY;
@@ -201,6 +203,17 @@ pub enum ClientError {
         len: usize,
         /// The largest datagram payload.
         max: usize,
+    },
+    /// TLS could not be set up, or the handshake failed (an untrusted certificate, a name
+    /// mismatch, a plain-text server): one line naming the address and the reason.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The server closed a TLS connection without `close_notify` in the middle of a reply:
+    /// the reply may be cut short.
+    #[error("{addr} closed the TLS connection without close_notify: the reply may be truncated")]
+    Truncated {
+        /// The server's address.
+        addr: SocketAddr,
     },
     /// A datagram whose upper-case is longer than itself: `upcased` never answers one
     /// (its no-amplification rule), so the client does not send it.

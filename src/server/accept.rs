@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use super::admission::Refusal;
 use super::listeners::{ListenerSettings, Preamble};
 use super::stats::{bump, WorkerStats};
-use super::{conn, preface, Shared};
+use super::{conn, preface, tls, Shared};
 use crate::limits;
 
 /// Accepts until the drain begins, then closes the listener (by dropping it) so that new
@@ -61,6 +61,17 @@ pub(crate) async fn accept_loop(
                     Ok(slot) => {
                         bump(&stats.served);
                         match (settings.preamble, shared.config.banner.is_some()) {
+                            // TLS listeners take neither a PROXY header nor a banner yet
+                            // (`Server::run*` refuses the first; the binary, the second).
+                            (Preamble::None, _) if settings.tls => {
+                                tracker.spawn(tls::serve(
+                                    stream,
+                                    peer,
+                                    shared.clone(),
+                                    stats.clone(),
+                                    slot,
+                                ));
+                            }
                             (Preamble::None, false) => {
                                 tracker.spawn(conn::serve(
                                     stream,

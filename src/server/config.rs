@@ -42,6 +42,9 @@ pub struct Config {
     pub listener: ListenerSettings,
     /// The line sent on every TCP connection before any reply (`--banner`); `None` sends none.
     pub banner: Option<Banner>,
+    /// Bound on a TLS handshake on a TLS listener (more than zero, at most
+    /// [`limits::MAX_DURATION`]); the connection holds its slot meanwhile.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             udp_rate: None,
             listener: ListenerSettings::default(),
             banner: None,
+            tls_handshake_timeout: limits::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -93,6 +97,9 @@ pub enum ConfigError {
     /// A listener's PROXY protocol setting cannot work.
     #[error("listener settings: {0}")]
     Proxy(#[from] SettingsError),
+    /// `tls_handshake_timeout` is zero: every handshake would time out.
+    #[error("tls_handshake_timeout is zero: every TLS handshake would time out; give more")]
+    ZeroTlsHandshakeTimeout,
 }
 
 impl Config {
@@ -114,6 +121,7 @@ impl Config {
             ("idle_timeout", self.idle_timeout.unwrap_or_default()),
             ("shutdown_timeout", self.shutdown_timeout),
             ("linger_timeout", self.linger_timeout),
+            ("tls_handshake_timeout", self.tls_handshake_timeout),
         ] {
             if value > limits::MAX_DURATION {
                 return Err(ConfigError::TooLong { name, value });
@@ -123,6 +131,9 @@ impl Config {
             return Err(ConfigError::NoUdpRate);
         }
         self.listener.validate()?;
+        if self.tls_handshake_timeout.is_zero() {
+            return Err(ConfigError::ZeroTlsHandshakeTimeout);
+        }
         Ok(())
     }
 
@@ -196,6 +207,10 @@ mod tests {
         assert_eq!(
             bad(|c| c.listener.proxy.max_v2_header = 16),
             ConfigError::Proxy(SettingsError::V2Cap(16))
+        );
+        assert_eq!(
+            bad(|c| c.tls_handshake_timeout = Duration::ZERO),
+            ConfigError::ZeroTlsHandshakeTimeout
         );
     }
 

@@ -27,12 +27,20 @@ pub struct ListenerSettings {
     /// The PROXY protocol header every connection must start with (`--proxy-protocol`), read
     /// before the preamble and the stream; off by default.
     pub proxy: ProxySettings,
+    /// Whether the stream is inside TLS: the handshake comes first (after any PROXY
+    /// header), with the server's certificate (see [`Server::with_tls`](super::Server::with_tls)).
+    pub tls: bool,
 }
 
 impl ListenerSettings {
     /// These settings with `proxy` as the PROXY protocol setting.
     pub fn with_proxy(self, proxy: ProxySettings) -> Self {
         ListenerSettings { proxy, ..self }
+    }
+
+    /// These settings with the stream inside TLS.
+    pub fn with_tls(self) -> Self {
+        ListenerSettings { tls: true, ..self }
     }
 
     /// Checks every setting; [`Server::run`](super::Server::run) refuses a listener whose
@@ -62,6 +70,17 @@ impl Listener {
         Listener {
             socket,
             settings: ListenerSettings::default(),
+        }
+    }
+
+    /// A TLS listener: each connection's stream begins after a TLS handshake.
+    pub fn tls(socket: std::net::TcpListener) -> Self {
+        Listener {
+            socket,
+            settings: ListenerSettings {
+                tls: true,
+                ..ListenerSettings::default()
+            },
         }
     }
 

@@ -33,6 +33,7 @@ impl Server {
                 rate_limited: s.udp_rate_limited,
             },
             draining: self.draining(),
+            tls_handshake_failures: s.tls_handshake_failures,
         }
     }
 

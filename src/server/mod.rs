@@ -31,6 +31,7 @@
 //! | `drain.rs` | the drain signal and its deadline |
 //! | `stats.rs` | per-worker counters, summed into [`Stats`] |
 //! | `log.rs` | rate-limited warnings |
+//! | `tls.rs` | TLS listeners: the certificate, the handshake before the stream, `Transport` for TLS |
 //! | `udp.rs` | UDP mode |
 
 mod accept;
@@ -44,6 +45,7 @@ mod metrics;
 mod options;
 mod preface;
 mod stats;
+mod tls;
 mod udp;
 mod workers;
 
@@ -81,6 +83,8 @@ pub(crate) struct Shared {
     accept_log: RateLimitedLog,
     /// Refused PROXY headers.
     proxy_log: RateLimitedLog,
+    /// The certificate and acceptor of the TLS listeners, if the server has any.
+    tls: Option<tls::TlsState>,
 }
 
 impl Shared {
@@ -131,10 +135,39 @@ impl Server {
                 limit_log: RateLimitedLog::default(),
                 accept_log: RateLimitedLog::default(),
                 proxy_log: RateLimitedLog::default(),
+                tls: None,
                 invalid,
                 config,
             }),
         }
+    }
+
+    /// A server with this configuration that serves `store`'s certificate on its TLS
+    /// listeners ([`Listener::tls`]). Fails only if rustls refuses the configuration.
+    pub fn with_tls(
+        config: Config,
+        store: Arc<crate::tls::CertStore>,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let state = tls::TlsState::new(store)?;
+        let mut server = Server::new(config);
+        // Just made, so not shared yet.
+        if let Some(shared) = Arc::get_mut(&mut server.shared) {
+            shared.tls = Some(state);
+        }
+        Ok(server)
+    }
+
+    /// Reads the TLS certificate and key files again (what SIGHUP does): `None` without
+    /// TLS, `Some(Ok(true))` when the next handshakes use the new pair, `Some(Ok(false))`
+    /// when there are no files to read (a self-signed pair), and the error when the new
+    /// files are unusable, in which case the old pair goes on being served.
+    pub fn reload_tls(&self) -> Option<Result<bool, crate::tls::TlsError>> {
+        self.shared.tls.as_ref().map(|t| t.store.reload())
+    }
+
+    /// The certificate store of the TLS listeners, if any.
+    pub fn tls_store(&self) -> Option<&Arc<crate::tls::CertStore>> {
+        self.shared.tls.as_ref().map(|t| &t.store)
     }
 
     /// The configuration this server runs with.
@@ -153,7 +186,8 @@ impl Server {
     }
 
     /// `Err` (`InvalidInput`, holding the [`ConfigError`]) if the configuration, or the
-    /// settings of a listener in `sets`, is invalid.
+    /// settings of a listener in `sets`, is invalid, or if a TLS listener is given to a
+    /// server without a certificate.
     fn check<'a>(&self, sets: impl IntoIterator<Item = &'a Listeners>) -> io::Result<()> {
         let invalid = |e: ConfigError| Err(io::Error::new(io::ErrorKind::InvalidInput, e));
         if let Some(e) = &self.shared.invalid {
@@ -162,6 +196,18 @@ impl Server {
         for l in sets.into_iter().flat_map(|set| &set.tcp) {
             if let Err(e) = l.settings.validate() {
                 return invalid(e.into());
+            }
+            if l.settings.tls && l.settings.proxy.mode != crate::proxy::ProxyMode::Off {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the PROXY protocol on a TLS listener is not supported yet",
+                ));
+            }
+            if l.settings.tls && self.shared.tls.is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a TLS listener needs a certificate: make the server with Server::with_tls",
+                ));
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -23,6 +24,10 @@ Examples:
   upcased -l 0.0.0.0:2277 -l [::]:2277      every address, IPv4 and IPv6
   upcased --udp --udp-rate 100              TCP and UDP, at most 100 replies/s per source
   upcased --idle-timeout 0 --workers 1      never close idle connections; one thread
+  upcased --tls-listen 127.0.0.1:2278 --tls-self-signed ca.pem
+                                            TLS only, with a throw-away certificate
+  upcased -l 127.0.0.1:2277 --tls-listen 127.0.0.1:2278 --tls-cert c.pem --tls-key k.pem
+  kill -HUP $(pidof upcased)                read --tls-cert and --tls-key again
   UPCASED_LISTEN='127.0.0.1:7000, [::1]:7000' upcased
   kill -USR1 $(pidof upcased)               log the counters now
   upcased --proxy-protocol v2 --admin 127.0.0.1:9277 --banner '{id} saw {client}'
@@ -40,6 +45,42 @@ pub struct ServerArgs {
     #[arg(short, long = "listen", value_name = "ADDR", env = "UPCASED_LISTEN",
           value_delimiter = ',', value_parser = parse_listen_addr)]
     pub listen: Vec<SocketAddr>,
+
+    /// Address to serve TLS on, HOST:PORT or [V6]:PORT; repeat for more. Needs --tls-cert
+    /// and --tls-key, or --tls-self-signed. With --tls-listen and no --listen, only TLS is
+    /// served.
+    #[arg(long = "tls-listen", value_name = "ADDR", env = "UPCASED_TLS_LISTEN",
+          value_delimiter = ',', value_parser = parse_listen_addr)]
+    pub tls_listen: Vec<SocketAddr>,
+
+    /// The TLS certificate chain (PEM, the server's own certificate first). SIGHUP reads it
+    /// again.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        requires = "tls_listen"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The TLS private key (PEM: PKCS#8, PKCS#1 or SEC1; not encrypted). May be the
+    /// certificate's file. SIGHUP reads it again.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// For trying TLS out: make a certificate for localhost, 127.0.0.1 and ::1 at startup,
+    /// write it to FILE (give that to clients' --ca), and serve it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "tls_cert",
+        requires = "tls_listen"
+    )]
+    pub tls_self_signed: Option<PathBuf>,
+
+    /// Bound on a TLS handshake; a client still shaking hands then is closed.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_tls_timeout)]
+    pub tls_handshake_timeout: Duration,
 
     /// Upper-case only a-z, like C's toupper; every other byte passes unchanged.
     #[arg(long)]
@@ -163,7 +204,14 @@ impl ServerArgs {
                 ..ProxySettings::default()
             }),
             banner: None,
+            tls_handshake_timeout: self.tls_handshake_timeout,
         }
+    }
+
+    /// Whether TLS is asked for but no certificate is: `--tls-listen` without `--tls-cert`
+    /// and `--tls-key` or `--tls-self-signed`. The binary reports it as a usage error.
+    pub fn tls_identity_missing(&self) -> bool {
+        !self.tls_listen.is_empty() && self.tls_cert.is_none() && self.tls_self_signed.is_none()
     }
 
     /// The `--banner` template bound to this instance: `{id}` is `--instance-id`, or the host
@@ -187,6 +235,13 @@ pub enum BannerSetupError {
     /// The host name, for `{hostname}` and the default `{id}`, could not be read.
     #[error("--banner: could not read the host name: {0}")]
     Hostname(std::io::Error),
+}
+
+fn parse_tls_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("0 would fail every handshake: give more than zero".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -282,6 +337,25 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_map_to_the_config_and_ask_for_a_certificate() {
+        let args = parse(&[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-handshake-timeout",
+            "3s",
+        ])
+        .unwrap();
+        assert!(args.tls_identity_missing());
+        assert_eq!(args.config().tls_handshake_timeout, Duration::from_secs(3));
+        let args = parse(&["--tls-listen", "127.0.0.1:0", "--tls-self-signed", "ca.pem"]).unwrap();
+        assert!(!args.tls_identity_missing());
+        assert_eq!(
+            parse(&[]).unwrap().tls_handshake_timeout,
+            limits::DEFAULT_TLS_HANDSHAKE_TIMEOUT
+        );
+    }
+
+    #[test]
     fn the_banner_binds_the_instance_id() {
         let args = parse(&["--banner", "{id} saw {client}", "--instance-id", "edge-1"]).unwrap();
         let line = args.banner().unwrap().unwrap().render(
@@ -315,6 +389,25 @@ mod tests {
             &["--banner", ""],
             &["--instance-id", "a"],
             &["--admin", "nowhere"],
+            &[
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--tls-handshake-timeout",
+                "0",
+            ],
+            &["--tls-listen", "127.0.0.1:0", "--tls-cert", "c.pem"],
+            &["--tls-key", "k.pem"],
+            &["--tls-self-signed", "ca.pem"],
+            &[
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--tls-self-signed",
+                "a",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+            ],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

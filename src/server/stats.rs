@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::conn::End;
+use crate::tls::HandshakeFailure;
 
 /// One worker's counters. Only that worker's tasks add to them (a relaxed add on a line no
 /// other core writes); [`Stats`] sums every worker's when asked. The admin port's metrics
@@ -27,6 +28,9 @@ pub(crate) struct WorkerStats {
     pub(crate) udp_privileged_port: AtomicU64,
     pub(crate) udp_would_amplify: AtomicU64,
     pub(crate) udp_rate_limited: AtomicU64,
+    pub(crate) tls_handshakes: AtomicU64,
+    /// By [`HandshakeFailure::ALL`]'s order.
+    pub(crate) tls_handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
 }
 
 /// Adds one to a counter.
@@ -60,6 +64,11 @@ impl WorkerStats {
         });
     }
 
+    /// Counts a failed TLS handshake by its reason.
+    pub(crate) fn tls_failed(&self, reason: HandshakeFailure) {
+        bump(&self.tls_handshake_failures[failure_index(reason)]);
+    }
+
     /// Adds this worker's counters into `s`.
     pub(crate) fn add_to(&self, s: &mut Stats) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -79,7 +88,22 @@ impl WorkerStats {
         s.udp_privileged_port += get(&self.udp_privileged_port);
         s.udp_would_amplify += get(&self.udp_would_amplify);
         s.udp_rate_limited += get(&self.udp_rate_limited);
+        s.tls_handshakes += get(&self.tls_handshakes);
+        for (sum, c) in s
+            .tls_handshake_failures
+            .iter_mut()
+            .zip(&self.tls_handshake_failures)
+        {
+            *sum += get(c);
+        }
     }
+}
+
+fn failure_index(reason: HandshakeFailure) -> usize {
+    HandshakeFailure::ALL
+        .iter()
+        .position(|&r| r == reason)
+        .unwrap_or(0)
 }
 
 /// Counters of what the server has done, summed over its workers, for logs and tests.
@@ -120,6 +144,27 @@ pub struct Stats {
     pub udp_would_amplify: u64,
     /// UDP datagrams dropped by `udp_rate`.
     pub udp_rate_limited: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes failed, by reason, in [`HandshakeFailure::ALL`]'s order (see
+    /// [`Stats::tls_failures`]).
+    pub tls_handshake_failures: [u64; HandshakeFailure::ALL.len()],
+}
+
+impl Stats {
+    /// TLS handshakes that failed for `reason`.
+    pub fn tls_failures(&self, reason: HandshakeFailure) -> u64 {
+        self.tls_handshake_failures[failure_index(reason)]
+    }
+
+    /// Every reason with its count, for the admin port's
+    /// `upcased_tls_handshake_failures_total{reason}`.
+    pub fn tls_failures_by_reason(&self) -> impl Iterator<Item = (HandshakeFailure, u64)> + '_ {
+        HandshakeFailure::ALL
+            .iter()
+            .zip(self.tls_handshake_failures)
+            .map(|(&r, n)| (r, n))
+    }
 }
 
 impl fmt::Display for Stats {
@@ -145,6 +190,14 @@ impl fmt::Display for Stats {
         let dropped = self.udp_privileged_port + self.udp_would_amplify + self.udp_rate_limited;
         if self.udp_replied + dropped > 0 {
             write!(f, ", udp replied {} dropped {dropped}", self.udp_replied)?;
+        }
+        let failed: u64 = self.tls_handshake_failures.iter().sum();
+        if self.tls_handshakes + failed > 0 {
+            write!(
+                f,
+                ", tls handshakes {} failed {failed}",
+                self.tls_handshakes
+            )?;
         }
         Ok(())
     }

@@ -1,0 +1,525 @@
+//! `upcased` serving TLS, and `upcase --tls` talking to it: the server's TLS listeners on
+//! real loopback sockets (in process, and the binaries as a user runs them), certificates
+//! made here with rcgen.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command as Cmd;
+use common::{Upcased, PATIENCE};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use upcase::client::{self, ClientError, TlsClient, TlsOptions};
+use upcase::server::{Config, Listener, Listeners, Server, Stats};
+use upcase::tls::{self, BlockingStream, CertStore, HandshakeFailure};
+
+// ---- certificates ------------------------------------------------------------------------
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        issuer: Issuer::new(params, key),
+        pem: cert.pem(),
+    }
+}
+
+/// A certificate for `localhost` and `127.0.0.1` signed by `ca`: (cert PEM, key PEM).
+fn leaf(ca: &Ca) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A CA, a leaf it signed, and the three PEM files in a directory of their own.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Ca,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        Pki::named("upcase test CA")
+    }
+    /// A PKI whose CA has this name (two CAs of one name would look like one to a client).
+    fn named(name: &str) -> Pki {
+        let pki = Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca: ca(name),
+        };
+        pki.issue();
+        std::fs::write(pki.ca_path(), &pki.ca.pem).unwrap();
+        pki
+    }
+    /// Writes a new leaf of this CA as `cert.pem` and `key.pem`.
+    fn issue(&self) {
+        let (cert, key) = leaf(&self.ca);
+        std::fs::write(self.cert(), cert).unwrap();
+        std::fs::write(self.key(), key).unwrap();
+    }
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
+    }
+    fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+    fn store(&self) -> Arc<CertStore> {
+        CertStore::from_files(&self.cert(), &self.key()).unwrap()
+    }
+    fn client(&self, target: &str) -> TlsClient {
+        TlsClient::new(
+            target,
+            &TlsOptions {
+                ca: Some(self.ca_path()),
+                ..TlsOptions::default()
+            },
+        )
+        .unwrap()
+    }
+}
+
+// ---- an in-process server with a TLS listener --------------------------------------------
+
+struct TlsTestServer {
+    addr: SocketAddr,
+    server: Server,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TlsTestServer {
+    fn start(pki: &Pki, config: Config) -> TlsTestServer {
+        let socket = upcase::net::bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let server = Server::with_tls(config, pki.store()).unwrap();
+        let listeners = Listeners::from(vec![Listener::tls(socket)]);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let s = server.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(s.run(listeners, async move {
+                let _ = rx.await;
+            }))
+        });
+        TlsTestServer {
+            addr,
+            server,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn target(&self) -> String {
+        format!("localhost:{}", self.addr.port())
+    }
+
+    fn wait_for(&self, what: &str, f: impl Fn(&Stats) -> bool) {
+        let end = Instant::now() + PATIENCE;
+        loop {
+            let st = self.server.stats();
+            if f(&st) {
+                return;
+            }
+            assert!(Instant::now() < end, "timed out waiting for {what}: {st:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn join(mut self) {
+        self.begin_stop();
+        self.thread.take().unwrap().join().unwrap().unwrap();
+    }
+}
+
+impl Drop for TlsTestServer {
+    fn drop(&mut self) {
+        self.begin_stop();
+    }
+}
+
+fn connect(pki: &Pki, server: &TlsTestServer) -> BlockingStream {
+    let s = pki
+        .client(&server.target())
+        .connect(&server.target(), PATIENCE)
+        .unwrap();
+    s.sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+fn read_n(s: &mut BlockingStream, n: usize) -> Vec<u8> {
+    let mut got = vec![0u8; n];
+    s.read_exact(&mut got).expect("reply");
+    got
+}
+
+/// Reads to the server's `close_notify`; fails on a bare FIN (`UnexpectedEof`) or a reset.
+fn read_to_close_notify(s: &mut BlockingStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v)
+        .expect("the server ends with close_notify");
+    v
+}
+
+fn upcase_bin() -> Cmd {
+    let mut c = Cmd::cargo_bin("upcase").unwrap();
+    c.env_remove("UPCASE_ADDR").timeout(PATIENCE);
+    c
+}
+
+/// `upcased` with only a TLS listener on a free port, and `args`.
+fn upcased_tls(args: &[&str]) -> Upcased {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_upcased"));
+    cmd.env_remove("UPCASED_TLS_LISTEN");
+    // `spawn_with` adds a plain `--listen 127.0.0.1:0`; the TLS listener is logged after it.
+    let mut u = Upcased::spawn_with(cmd, &[&["--tls-listen", "127.0.0.1:0"], args].concat());
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let log = u.log();
+        if let Some(line) = log.lines().find(|l| l.ends_with("(tls)")) {
+            let addr = line.rsplit("listening on ").next().unwrap();
+            u.addr = addr.trim_end_matches(" (tls)").parse().unwrap();
+            return u;
+        }
+        assert!(Instant::now() < end, "no TLS listener: {log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- round trips in each client mode -----------------------------------------------------
+
+#[test]
+fn self_signed_send_prints_the_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let u = upcased_tls(&["--tls-self-signed", ca.to_str().unwrap()]);
+    upcase_bin()
+        .args(["--tls", "--ca", ca.to_str().unwrap(), "-c"])
+        .arg(format!("localhost:{}", u.addr.port()))
+        .args(["send", "hello"])
+        .assert()
+        .success()
+        .stdout("HELLO\n");
+}
+
+#[test]
+fn pipe_mode_over_tls_is_binary_safe() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let mut input: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    input.extend_from_slice("straße ǆ\n".as_bytes());
+    let out = upcase_bin()
+        .args(["--tls", "--ca", pki.ca_path().to_str().unwrap(), "-c"])
+        .arg(server.target())
+        .write_stdin(input.clone())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(out, common::up(&input));
+}
+
+#[test]
+fn interactive_session_over_tls_answers_each_line() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let mut lines = ["hello".to_string(), "wörld".to_string()].into_iter();
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
+    client::interactive_tls(
+        &server.target(),
+        PATIENCE,
+        &pki.client(&server.target()),
+        &mut lines,
+        &mut out,
+        &mut notes,
+    )
+    .unwrap();
+    assert_eq!(out, "HELLO\nWÖRLD\n".as_bytes());
+    assert!(String::from_utf8_lossy(&notes).contains("over TLSv1.3"));
+}
+
+// ---- half-close and close_notify -----------------------------------------------------------
+
+#[test]
+fn close_notify_is_answered_with_what_is_owed_then_close_notify() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let mut s = connect(&pki, &server);
+    // "ß" split across two writes: its second byte comes only with the client's end.
+    s.write_all(b"abc \xc3").unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_n(&mut s, 4), b"ABC ");
+    s.write_all(b"\x9f").unwrap();
+    tls::close_write(&mut s).unwrap();
+    assert_eq!(read_to_close_notify(&mut s), "SS".as_bytes());
+    server.wait_for("the close", |st| st.closed_client == 1);
+}
+
+#[test]
+fn a_bare_fin_is_answered_too_and_ends_with_close_notify() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let mut s = connect(&pki, &server);
+    s.write_all(b"tail without close_notify").unwrap();
+    s.flush().unwrap();
+    s.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_to_close_notify(&mut s), b"TAIL WITHOUT CLOSE_NOTIFY");
+    server.wait_for("the close", |st| st.closed_client == 1);
+}
+
+// ---- handshakes that fail ------------------------------------------------------------------
+
+#[test]
+fn plain_text_on_the_tls_port_is_closed_and_tls_clients_are_served() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let mut tls_client = connect(&pki, &server);
+    let mut plain = TcpStream::connect(server.addr).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    plain.write_all(b"hi\n").unwrap();
+    let mut buf = [0u8; 64];
+    // EOF (or a reset): never an upper-cased reply, and not only at the handshake timeout.
+    match plain.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "got {:?}", &buf[..n]),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+    server.wait_for("the failure", |st| {
+        st.tls_failures(HandshakeFailure::NotTls) == 1
+    });
+    tls_client.write_all(b"still here\n").unwrap();
+    tls_client.flush().unwrap();
+    assert_eq!(read_n(&mut tls_client, 11), b"STILL HERE\n");
+}
+
+#[test]
+fn a_stalled_handshake_is_closed_at_the_timeout_and_others_are_served() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(
+        &pki,
+        Config {
+            tls_handshake_timeout: Duration::from_millis(200),
+            max_connections: 2,
+            ..Config::default()
+        },
+    );
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.set_read_timeout(Some(PATIENCE)).unwrap();
+    // While it stalls it holds one of the two slots; the other serves a TLS client.
+    let mut s = connect(&pki, &server);
+    s.write_all(b"served\n").unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_n(&mut s, 7), b"SERVED\n");
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        stalled.read(&mut buf).unwrap(),
+        0,
+        "closed, with nothing sent"
+    );
+    server.wait_for("the timeout", |st| {
+        st.tls_failures(HandshakeFailure::Timeout) == 1
+    });
+    drop(s);
+}
+
+#[test]
+fn a_handshake_in_progress_counts_against_the_connection_limit() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(
+        &pki,
+        Config {
+            max_connections: 1,
+            ..Config::default()
+        },
+    );
+    let _stalled = TcpStream::connect(server.addr).unwrap();
+    server.wait_for("the first connection", |st| st.active == 1);
+    let err = pki
+        .client(&server.target())
+        .connect(&server.target(), PATIENCE)
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Tls(_)), "{err}");
+    server.wait_for("the refusal", |st| st.rejected_over_limit == 1);
+}
+
+#[test]
+fn a_wrong_ca_is_one_line_and_exit_1() {
+    let pki = Pki::new();
+    let other = Pki::named("another CA");
+    let server = TlsTestServer::start(&pki, Config::default());
+    let out = upcase_bin()
+        .args(["--tls", "--ca", other.ca_path().to_str().unwrap(), "-c"])
+        .arg(server.target())
+        .args(["send", "hello"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&server.addr.to_string()), "{stderr}");
+    assert!(stderr.contains("unknown issuer"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    server.wait_for("the rejection", |st| {
+        st.tls_failures(HandshakeFailure::Rejected) == 1
+    });
+}
+
+#[test]
+fn a_wrong_name_is_one_line_and_exit_1() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let out = upcase_bin()
+        .args(["--tls", "--ca", pki.ca_path().to_str().unwrap()])
+        .args(["--sni", "other.example", "-c"])
+        .arg(server.target())
+        .args(["send", "hello"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("name mismatch"), "{stderr}");
+    assert!(stderr.contains("other.example"), "{stderr}");
+}
+
+#[test]
+fn tls_options_without_tls_are_usage_errors() {
+    upcase_bin()
+        .args(["--ca", "ca.pem", "send", "x"])
+        .assert()
+        .code(2);
+    let mut c = Cmd::cargo_bin("upcased").unwrap();
+    c.env_remove("UPCASED_TLS_LISTEN").timeout(PATIENCE);
+    c.args(["--tls-listen", "127.0.0.1:0"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--tls-self-signed"));
+}
+
+// ---- SIGHUP --------------------------------------------------------------------------------
+
+fn send_with_ca(addr: SocketAddr, ca: &std::path::Path) -> std::process::Output {
+    upcase_bin()
+        .args(["--tls", "--ca", ca.to_str().unwrap(), "-c"])
+        .arg(format!("localhost:{}", addr.port()))
+        .args(["send", "hello"])
+        .output()
+        .unwrap()
+}
+
+fn wait_for_log(u: &Upcased, what: &str, times: usize) {
+    let end = Instant::now() + PATIENCE;
+    while u.log().matches(what).count() < times {
+        assert!(Instant::now() < end, "no {what:?} in the log: {}", u.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_certificate_for_the_next_handshake_and_keeps_a_good_one() {
+    let pki = Pki::new();
+    let mut u = upcased_tls(&[
+        "--tls-cert",
+        pki.cert().to_str().unwrap(),
+        "--tls-key",
+        pki.key().to_str().unwrap(),
+    ]);
+    assert_eq!(send_with_ca(u.addr, &pki.ca_path()).stdout, b"HELLO\n");
+
+    // A new pair from another CA: after SIGHUP only that CA is trusted.
+    let other = ca("another CA");
+    let (cert, key) = leaf(&other);
+    std::fs::write(pki.cert(), cert).unwrap();
+    std::fs::write(pki.key(), key).unwrap();
+    let other_ca = pki.dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, &other.pem).unwrap();
+    u.signal("HUP");
+    wait_for_log(&u, "TLS certificate reloaded", 1);
+    assert_eq!(send_with_ca(u.addr, &other_ca).stdout, b"HELLO\n");
+    assert_eq!(send_with_ca(u.addr, &pki.ca_path()).status.code(), Some(1));
+
+    // A key that is not the certificate's: refused, logged, and the pair before kept.
+    std::fs::write(pki.key(), KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    u.signal("HUP");
+    wait_for_log(&u, "not reloaded; keeping the old one", 1);
+    assert_eq!(send_with_ca(u.addr, &other_ca).stdout, b"HELLO\n");
+
+    u.signal("TERM");
+    assert!(u.wait().success());
+}
+
+#[test]
+fn sighup_without_tls_is_logged_and_ignored() {
+    let mut u = Upcased::spawn(&[]);
+    u.signal("HUP");
+    wait_for_log(&u, "SIGHUP: no TLS certificate to reload; ignored", 1);
+    let mut s = u.connect();
+    s.write_all(b"alive\n").unwrap();
+    let mut got = [0u8; 6];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ALIVE\n");
+    u.signal("TERM");
+    assert!(u.wait().success());
+}
+
+// ---- the drain -----------------------------------------------------------------------------
+
+#[test]
+fn the_drain_lets_a_tls_line_in_progress_finish_then_sends_close_notify() {
+    let pki = Pki::new();
+    let mut server = TlsTestServer::start(&pki, Config::default());
+    let mut busy = connect(&pki, &server);
+    let mut idle = connect(&pki, &server);
+    busy.write_all(b"half a ").unwrap();
+    busy.flush().unwrap();
+    assert_eq!(read_n(&mut busy, 7), b"HALF A ");
+    idle.write_all(b"done\n").unwrap();
+    idle.flush().unwrap();
+    assert_eq!(read_n(&mut idle, 5), b"DONE\n");
+
+    server.begin_stop();
+    // At a line boundary: closed at once, with close_notify.
+    assert_eq!(read_to_close_notify(&mut idle), b"");
+    // Mid-line: served until its LF, then closed with close_notify.
+    busy.write_all(b"line\nnot this").unwrap();
+    busy.flush().unwrap();
+    assert_eq!(read_to_close_notify(&mut busy), b"LINE\n");
+    server.join();
+}
