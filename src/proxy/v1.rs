@@ -50,7 +50,10 @@ fn line(line: &[u8]) -> Result<Header, ProxyError> {
         .filter(|s| s.is_ascii())
         .ok_or(ProxyError::MalformedV1("not US-ASCII"))?;
     let mut fields = line.split(' ');
-    debug_assert_eq!(fields.next(), Some("PROXY"));
+    // Consumed outside the assertion: `debug_assert_eq!` does not evaluate its arguments in
+    // a release build, which then took "PROXY" for the protocol.
+    let signature = fields.next();
+    debug_assert_eq!(signature, Some("PROXY"));
     let family = match fields.next() {
         Some("UNKNOWN") => {
             // The spec: the receiver must ignore anything before the CRLF.
