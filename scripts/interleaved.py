@@ -11,6 +11,8 @@ the `1c-64B` p50 target, and for any workload that needs more rounds than a tabl
     python3 scripts/interleaved.py --rounds 7 --variant "admin=--admin 127.0.0.1:0"
     python3 scripts/interleaved.py --rounds 7 --load "-c 1000 -s 64" --no-pin \
         --variant "reuse-port=--reuse-port"
+    python3 scripts/interleaved.py --rounds 11 --load "-c 1000 -s 64" --no-ref \
+        --base-bin /tmp/upcased-before        # an A/B of two builds, order alternating
 
 The C programs are built from ../shared/bench/ into a temporary directory with gcc.
 """
@@ -52,21 +54,29 @@ def main():
     ap.add_argument("--project-bin", default=os.path.join(ROOT, "target", "release", "upcased"))
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                     help="also upcased with these extra arguments, reported as NAME (repeatable)")
+    ap.add_argument("--base-bin", metavar="PATH",
+                    help="also this other build of upcased, reported as `base`, with upcased's "
+                         "CPU per message paired against it round by round")
+    ap.add_argument("--no-ref", action="store_true",
+                    help="leave out the C reference (ratios are then to the first server)")
     a = ap.parse_args()
     if not os.path.exists(a.project_bin):
         sys.exit(f"{a.project_bin} not found: run `cargo build --release` first")
     tmp = tempfile.mkdtemp(prefix="upcase-interleaved-")
     loadgen, ref = build(tmp)
-    servers = [("c-epoll", [ref, "{port}", "1"]),
-               ("upcased", [a.project_bin, "--listen", "127.0.0.1:{port}"])]
+    servers = [] if a.no_ref else [("c-epoll", [ref, "{port}", "1"])]
+    if a.base_bin:
+        servers.append(("base", [a.base_bin, "--listen", "127.0.0.1:{port}"]))
+    servers.append(("upcased", [a.project_bin, "--listen", "127.0.0.1:{port}"]))
     for v in a.variant:
         name, _, extra = v.partition("=")
         servers.append((name, [a.project_bin, "--listen", "127.0.0.1:{port}"] + extra.split()))
     if a.naive:
         servers.append(("naive-tokio", [naive_bin(), "127.0.0.1:{port}"]))
     res = {name: [] for name, _ in servers}
-    for _ in range(a.rounds):
-        for name, cmd in servers:
+    for r in range(a.rounds):
+        # every other round runs the servers in reverse order, so neither always goes first
+        for name, cmd in (servers if r % 2 == 0 else servers[::-1]):
             port = free_port()
             p = start([c.replace("{port}", str(port)) for c in cmd], pin=not a.no_pin)
             try:
@@ -83,10 +93,11 @@ def main():
             res[name].append({"msgs": d["msgs_per_s"], "cpu": (c1 - c0) * 1e6 / max(d["all_msgs"], 1),
                               "p50": d["p50_us"], "p99": d["p99_us"]})
     med = lambda xs, k: statistics.median(x[k] for x in xs)
-    base = res["c-epoll"]
+    first = servers[0][0]
+    base = res[first]
     print(f"# loadgen {a.load}, {a.rounds} interleaved rounds of {a.secs} s, "
           f"{'unpinned' if a.no_pin else 'pinned'}; medians "
-          f"[paired ratio to c-epoll: msgs/s, CPU per message, p50]")
+          f"[paired ratio to {first}: msgs/s, CPU per message, p50]")
     print("| server | msgs/s | CPU-µs/msg | p50 µs | p99 µs | ratios |")
     print("|---|---:|---:|---:|---:|---|")
     for name, xs in res.items():
@@ -95,11 +106,13 @@ def main():
               f"{med(xs, 'p99'):.1f} | {ratio('msgs'):.2f} / {ratio('cpu'):.2f} / {ratio('p50'):.2f} |")
         rounds = " ".join("%.1f" % x["p50"] for x in xs)
         print(f"| (p50 per round) | | | {rounds} | | |")
-    for v in a.variant:
-        name = v.partition("=")[0]
-        xs, ys = res[name], res["upcased"]
+    pairs = [(v.partition("=")[0], "upcased") for v in a.variant]
+    if a.base_bin:
+        pairs.append(("upcased", "base"))
+    for name, other in pairs:
+        xs, ys = res[name], res[other]
         ratios = [x["cpu"] / y["cpu"] for x, y in zip(xs, ys)]
-        print(f"# {name} vs upcased, CPU per message, paired by round: median "
+        print(f"# {name} vs {other}, CPU per message, paired by round: median "
               f"{statistics.median(ratios):.3f} (rounds: {' '.join('%.3f' % r for r in ratios)})")
 
 

@@ -10,35 +10,15 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::limits::LISTEN_BACKLOG;
-
 /// [`crate::net::bind_tcp`] with `SO_REUSEPORT`: `SO_REUSEADDR`, v6-only for IPv6, the deep
 /// backlog, non-blocking.
 pub fn bind_tcp_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    crate::net::bind::tcp(addr, true)
 }
 
 /// [`crate::net::bind_udp`] with `SO_REUSEPORT`: v6-only for IPv6, non-blocking.
 pub fn bind_udp_reuse_port(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    crate::net::bind::udp(addr, true)
 }
 
 #[cfg(test)]

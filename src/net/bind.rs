@@ -11,8 +11,16 @@ use crate::limits::LISTEN_BACKLOG;
 /// for TIME_WAIT), v6-only for IPv6 addresses (so `[::]` and `0.0.0.0` can both be bound),
 /// a deep backlog, non-blocking.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    tcp(addr, false)
+}
+
+/// [`bind_tcp`], and `SO_REUSEPORT` when `reuse_port` (see [`crate::reuseport`]).
+pub(crate) fn tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -24,7 +32,15 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Binds a UDP socket, v6-only for IPv6 addresses as [`bind_tcp`] does, non-blocking.
 pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    udp(addr, false)
+}
+
+/// [`bind_udp`], and `SO_REUSEPORT` when `reuse_port` (see [`crate::reuseport`]).
+pub(crate) fn udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -3,7 +3,7 @@
 //! addresses and durations live in [`crate::units`]; they are re-exported here for the
 //! callers that have always found them here.
 
-mod bind;
+pub(crate) mod bind;
 mod rlimit;
 
 pub use bind::{bind_tcp, bind_udp, connect_udp};
