@@ -3,19 +3,21 @@
 //! readiness and stop notifications on a notify socket of the test's own, and two processes
 //! sharing one port with `--reuse-port`.
 
+#[path = "support/activation.rs"]
+mod activation;
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixListener};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use activation::activation_command;
 use common::Upcased;
 
 /// Bound on every wait here, so that a broken case fails instead of hanging the suite.
@@ -55,31 +57,12 @@ fn expect_notification(sock: &UnixDatagram, line: &str) -> Vec<String> {
     }
 }
 
-/// Starts upcased with `fds` at 3, 4, … and `LISTEN_FDS`, `LISTEN_FDNAMES` and (through
-/// `sh`, so that it is the child's own pid) `LISTEN_PID` set, as a service manager does.
+/// Starts upcased with `fds` at 3, 4, … and `LISTEN_FDS`, `LISTEN_FDNAMES` and
+/// `LISTEN_PID` set, as a service manager does.
 fn activate(fds: &[RawFd], names: &str, notify: Option<&str>, args: &[&str]) -> Child {
-    // Copies far above 3.., so that placing them cannot overwrite one another; close-on-exec,
-    // so that only the placed copies reach the child.
-    let high: Vec<OwnedFd> = fds
-        .iter()
-        .map(|&fd| {
-            // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor from one the caller holds open.
-            let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
-            assert!(new >= 100, "dup: {}", std::io::Error::last_os_error());
-            // SAFETY: `new` was just created and nothing else owns it.
-            unsafe { OwnedFd::from_raw_fd(new) }
-        })
-        .collect();
-    let raw: Vec<RawFd> = high.iter().map(|f| f.as_raw_fd()).collect();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@""#)
-        .arg(UPCASED)
-        .args(args)
-        .env("LISTEN_FDS", fds.len().to_string())
+    let (mut cmd, high) = activation_command(UPCASED, fds);
+    cmd.args(args)
         .env("LISTEN_FDNAMES", names)
-        .env_remove("LISTEN_PID")
-        .env_remove("NOTIFY_SOCKET")
         .env_remove("UPCASED_LISTEN")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -87,18 +70,6 @@ fn activate(fds: &[RawFd], names: &str, notify: Option<&str>, args: &[&str]) -> 
         .stderr(Stdio::piped());
     if let Some(notify) = notify {
         cmd.env("NOTIFY_SOCKET", notify);
-    }
-    // SAFETY: the closure runs in the forked child before exec and calls only dup2, which is
-    // async-signal-safe; the targets 3.. are below the sources (>= 100), so none is lost.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, &fd) in raw.iter().enumerate() {
-                if libc::dup2(fd, 3 + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
     }
     let child = cmd.spawn().unwrap();
     drop(high);

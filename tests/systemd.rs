@@ -7,18 +7,22 @@
 //! it was given, serves one connection or datagram on each socket to show that it is the
 //! socket the parent bound, and prints one `PROBE {json}` line that the parent reads.
 
+#[path = "support/activation.rs"]
+mod activation;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixListener};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use activation::activation_command;
 use tokio_util::sync::CancellationToken;
 use upcase::systemd::{is_cloexec, take_listen_fds, InheritedSocket, Notifier};
 
@@ -210,50 +214,18 @@ fn parse_probe(stdout: &str, stderr: &str) -> Value {
 
 // ---- activation: a launcher of our own ----------------------------------------------------
 
-/// Starts the probe with `fds` at 3, 4, … and `LISTEN_FDS`, `LISTEN_FDNAMES` and (through
-/// `sh`, so that it is the child's own pid) `LISTEN_PID` set; returns its report.
+/// Starts the probe with `fds` at 3, 4, … and `LISTEN_FDS`, `LISTEN_FDNAMES` and
+/// `LISTEN_PID` set; returns its report.
 fn launch(fds: &[RawFd], names: Option<&str>, notify: Option<&str>) -> Value {
-    // Copies far above 3.., so that placing them cannot overwrite one another; close-on-exec,
-    // so that only the placed copies reach the child.
-    let high: Vec<OwnedFd> = fds
-        .iter()
-        .map(|&fd| {
-            // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor from one the caller holds open.
-            let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
-            assert!(new >= 100, "dup: {}", std::io::Error::last_os_error());
-            // SAFETY: `new` was just created and nothing else owns it.
-            unsafe { OwnedFd::from_raw_fd(new) }
-        })
-        .collect();
-    let raw: Vec<RawFd> = high.iter().map(|f| f.as_raw_fd()).collect();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@""#)
-        .arg(std::env::current_exe().unwrap())
-        .args(probe_args())
+    let (mut cmd, high) = activation_command(std::env::current_exe().unwrap(), fds);
+    cmd.args(probe_args())
         .env("UPCASE_ACTIVATION_PROBE", "1")
-        .env("LISTEN_FDS", fds.len().to_string())
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDNAMES")
-        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null());
     if let Some(names) = names {
         cmd.env("LISTEN_FDNAMES", names);
     }
     if let Some(notify) = notify {
         cmd.env("NOTIFY_SOCKET", notify);
-    }
-    // SAFETY: the closure runs in the forked child before exec and calls only dup2, which is
-    // async-signal-safe; the targets 3.. are below the sources (>= 100), so none is lost.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, &fd) in raw.iter().enumerate() {
-                if libc::dup2(fd, 3 + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
     }
     let out = cmd.output().unwrap();
     drop(high);
