@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command as Cmd;
 use common::{Upcased, PATIENCE};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use upcase::banner::Template;
 use upcase::client::{self, ClientError, TlsClient, TlsOptions};
-use upcase::server::{Config, Listener, Listeners, Server, Stats};
+use upcase::proxy::{ProxyMode, ProxySettings};
+use upcase::server::{Config, Listener, ListenerSettings, Listeners, Server, Stats};
 use upcase::tls::{self, BlockingStream, CertStore, HandshakeFailure};
 
 // ---- certificates ------------------------------------------------------------------------
@@ -115,10 +117,15 @@ struct TlsTestServer {
 
 impl TlsTestServer {
     fn start(pki: &Pki, config: Config) -> TlsTestServer {
+        Self::start_with(pki, config, ListenerSettings::default())
+    }
+
+    /// A TLS listener with these other settings (a PROXY header before the handshake).
+    fn start_with(pki: &Pki, config: Config, settings: ListenerSettings) -> TlsTestServer {
         let socket = upcase::net::bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = socket.local_addr().unwrap();
         let server = Server::with_tls(config, pki.store()).unwrap();
-        let listeners = Listeners::from(vec![Listener::tls(socket)]);
+        let listeners = Listeners::from(vec![Listener::new(socket, settings.with_tls())]);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let s = server.clone();
         let thread = std::thread::spawn(move || {
@@ -144,15 +151,7 @@ impl TlsTestServer {
     }
 
     fn wait_for(&self, what: &str, f: impl Fn(&Stats) -> bool) {
-        let end = Instant::now() + PATIENCE;
-        loop {
-            let st = self.server.stats();
-            if f(&st) {
-                return;
-            }
-            assert!(Instant::now() < end, "timed out waiting for {what}: {st:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(&self.server, what, f)
     }
 
     fn begin_stop(&mut self) {
@@ -170,6 +169,19 @@ impl TlsTestServer {
 impl Drop for TlsTestServer {
     fn drop(&mut self) {
         self.begin_stop();
+    }
+}
+
+/// Polls `server`'s counters until `f` holds, or fails the test after [`PATIENCE`].
+fn wait_for(server: &Server, what: &str, f: impl Fn(&Stats) -> bool) {
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let st = server.stats();
+        if f(&st) {
+            return;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}: {st:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -211,9 +223,9 @@ fn upcased_tls(args: &[&str]) -> Upcased {
     let end = Instant::now() + PATIENCE;
     loop {
         let log = u.log();
-        if let Some(line) = log.lines().find(|l| l.ends_with("(tls)")) {
+        if let Some(line) = log.lines().find(|l| l.contains(" (tls")) {
             let addr = line.rsplit("listening on ").next().unwrap();
-            u.addr = addr.trim_end_matches(" (tls)").parse().unwrap();
+            u.addr = addr.split(" (tls").next().unwrap().parse().unwrap();
             return u;
         }
         assert!(Instant::now() < end, "no TLS listener: {log}");
@@ -522,4 +534,344 @@ fn the_drain_lets_a_tls_line_in_progress_finish_then_sends_close_notify() {
     busy.flush().unwrap();
     assert_eq!(read_to_close_notify(&mut busy), b"LINE\n");
     server.join();
+}
+
+// ---- the PROXY protocol before the handshake -----------------------------------------------
+
+/// The client address the balancer names in the tests' headers.
+const REAL_CLIENT: &str = "203.0.113.7:4242";
+const BALANCER_FRONT: &str = "198.51.100.1:443";
+
+/// A TLS listener that requires `mode`, with the banner `edge saw {client}`.
+fn proxied_tls_server(pki: &Pki, mode: ProxyMode, config: Config) -> TlsTestServer {
+    let proxy = ProxySettings {
+        mode,
+        header_timeout: Duration::from_millis(500),
+        ..ProxySettings::default()
+    };
+    let config = Config {
+        banner: Some(
+            Template::parse("edge saw {client}")
+                .unwrap()
+                .bind("edge", "h")
+                .unwrap(),
+        ),
+        ..config
+    };
+    TlsTestServer::start_with(pki, config, ListenerSettings::default().with_proxy(proxy))
+}
+
+fn v1(source: &str) -> Vec<u8> {
+    upcase::proxy::v1_header(source.parse().unwrap(), BALANCER_FRONT.parse().unwrap()).into_bytes()
+}
+
+fn v2(source: &str) -> Vec<u8> {
+    // With TLVs (an authority, an unknown type) and a CRC32C, as balancers send.
+    upcase::proxy::v2_header(
+        Some((source.parse().unwrap(), BALANCER_FRONT.parse().unwrap())),
+        &[(0x02, b"localhost"), (0xe0, b"opaque")],
+        true,
+    )
+}
+
+/// How the PROXY header and the client hello reach the server.
+#[derive(Clone, Copy, Debug)]
+enum Arrival {
+    /// In one write: the server's read of the header takes the start of the hello too.
+    Together,
+    /// The header alone; the hello only once the server has read the header (its
+    /// `served` count says so), so that the handshake reads it all from the socket.
+    Apart,
+}
+
+/// Connects, sends `header` in plain text, then shakes hands as a TLS client for
+/// `localhost` that trusts `pki`'s CA.
+fn connect_after_header(
+    pki: &Pki,
+    server: &TlsTestServer,
+    header: &[u8],
+    arrival: Arrival,
+) -> BlockingStream {
+    let served = server.server.stats().served;
+    let wait = || server.wait_for("the header", |st| st.served == served + 1);
+    let apart: Option<&dyn Fn()> = match arrival {
+        Arrival::Together => None,
+        Arrival::Apart => Some(&wait),
+    };
+    tls_after_header(server.addr, &pki.ca_path(), header, apart)
+}
+
+/// Connects to `addr`, sends `header` in plain text, then shakes hands as a TLS client for
+/// `localhost` that trusts `ca`. The header goes in one write with the client hello, or,
+/// with `apart`, alone, and the hello once `apart` has returned.
+fn tls_after_header(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    header: &[u8],
+    apart: Option<&dyn Fn()>,
+) -> BlockingStream {
+    let config = tls::client_config(Some(ca), false).unwrap();
+    let name = tls::server_name("localhost", None).unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut first = header.to_vec();
+    match apart {
+        None => {
+            conn.write_tls(&mut first).unwrap(); // the client hello
+            tcp.write_all(&first).unwrap();
+        }
+        Some(wait) => {
+            tcp.write_all(&first).unwrap();
+            wait();
+        }
+    }
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Reads one LF-terminated line over TLS.
+fn read_line(s: &mut BlockingStream) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.last() != Some(&b'\n') {
+        match s.read(&mut b) {
+            Ok(0) => panic!("closed before the end of a line: {line:?}"),
+            Ok(_) => line.push(b[0]),
+            Err(e) => panic!("reading a line: {e} after {line:?}"),
+        }
+    }
+    String::from_utf8(line).unwrap()
+}
+
+/// The banner (inside TLS, naming `client`), a round trip, and the close.
+fn served_as(s: &mut BlockingStream, client: &str) {
+    assert_eq!(read_line(s), format!("edge saw {client}\n"));
+    s.write_all(b"hello over tls\n").unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_line(s), "HELLO OVER TLS\n");
+    tls::close_write(s).unwrap();
+    assert_eq!(read_to_close_notify(s), b"");
+}
+
+fn header_then_handshake(mode: ProxyMode, header: fn(&str) -> Vec<u8>) {
+    let pki = Pki::new();
+    let server = proxied_tls_server(&pki, mode, Config::default());
+    for (i, arrival) in [Arrival::Together, Arrival::Apart].into_iter().enumerate() {
+        let mut s = connect_after_header(&pki, &server, &header(REAL_CLIENT), arrival);
+        served_as(&mut s, REAL_CLIENT);
+        server.wait_for("the close", |st| st.closed_client == i as u64 + 1);
+    }
+    let st = server.server.stats();
+    assert_eq!(
+        (st.tls_handshakes, st.rejected_proxy_header),
+        (2, 0),
+        "{st:?}"
+    );
+    assert_eq!(st.tls_failures_by_reason().map(|(_, n)| n).sum::<u64>(), 0);
+}
+
+#[test]
+fn a_proxy_v1_header_then_a_handshake_is_served_as_the_header_s_client() {
+    header_then_handshake(ProxyMode::V1, v1);
+}
+
+#[test]
+fn a_proxy_v2_header_then_a_handshake_is_served_as_the_header_s_client() {
+    header_then_handshake(ProxyMode::V2, v2);
+}
+
+#[test]
+fn any_takes_either_version_before_the_handshake_and_an_ipv6_client() {
+    let pki = Pki::new();
+    let server = proxied_tls_server(&pki, ProxyMode::Any, Config::default());
+    let six = "[2001:db8::7]:4242";
+    let header = upcase::proxy::v2_header(
+        Some((six.parse().unwrap(), "[2001:db8::1]:443".parse().unwrap())),
+        &[],
+        false,
+    );
+    served_as(
+        &mut connect_after_header(&pki, &server, &header, Arrival::Together),
+        six,
+    );
+    served_as(
+        &mut connect_after_header(&pki, &server, &v1(REAL_CLIENT), Arrival::Together),
+        REAL_CLIENT,
+    );
+    // LOCAL (a balancer's own health check over TLS): the socket's own address.
+    let mut s = connect_after_header(
+        &pki,
+        &server,
+        &upcase::proxy::v2_header(None, &[], false),
+        Arrival::Together,
+    );
+    let me = s.sock.local_addr().unwrap().to_string();
+    served_as(&mut s, &me);
+}
+
+/// Whether the server closed `tcp` without sending a byte: no server hello, no alert.
+fn closed_unanswered(tcp: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match tcp.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => panic!("the server answered: {:?}", &buf[..n]),
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn an_invalid_header_on_a_tls_listener_is_closed_before_any_handshake_and_others_are_served() {
+    let pki = Pki::new();
+    let server = proxied_tls_server(&pki, ProxyMode::V2, Config::default());
+    let mut served = connect_after_header(&pki, &server, &v2(REAL_CLIENT), Arrival::Together);
+    assert_eq!(read_line(&mut served), format!("edge saw {REAL_CLIENT}\n"));
+
+    // A TLS client that came straight to the port, without a header.
+    let config = tls::client_config(Some(&pki.ca_path()), false).unwrap();
+    let mut conn =
+        rustls::ClientConnection::new(config, tls::server_name("localhost", None).unwrap())
+            .unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    // A header of the other version, a malformed one, and one cut short by the client.
+    let mut v1_header = v1(REAL_CLIENT);
+    v1_header.extend_from_slice(&hello);
+    let mut bad_v2 = v2(REAL_CLIENT);
+    bad_v2[12] = 0x31; // version 3
+    bad_v2.extend_from_slice(&hello);
+    let truncated = v2(REAL_CLIENT)[..20].to_vec();
+    for (i, bytes) in [hello, v1_header, bad_v2, truncated].iter().enumerate() {
+        let mut tcp = TcpStream::connect(server.addr).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        tcp.write_all(bytes).unwrap();
+        tcp.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(closed_unanswered(&mut tcp), "case {i}");
+        server.wait_for("the refusal", |st| st.rejected_proxy_header == i as u64 + 1);
+    }
+    served.write_all(b"still served\n").unwrap();
+    served.flush().unwrap();
+    assert_eq!(read_line(&mut served), "STILL SERVED\n");
+    let st = server.server.stats();
+    assert_eq!(
+        st.tls_handshakes, 1,
+        "no handshake for a refused header: {st:?}"
+    );
+    assert_eq!(
+        st.tls_failures_by_reason().map(|(_, n)| n).sum::<u64>(),
+        0,
+        "{st:?}"
+    );
+    assert_eq!(st.served, 1, "{st:?}");
+}
+
+#[test]
+fn the_header_timeout_bounds_the_header_and_the_handshake_timeout_the_handshake() {
+    let pki = Pki::new();
+    let server = proxied_tls_server(
+        &pki,
+        ProxyMode::V1,
+        Config {
+            tls_handshake_timeout: Duration::from_millis(300),
+            max_connections: 3,
+            ..Config::default()
+        },
+    );
+    // Says nothing: closed at the header timeout (500 ms), refused for its header.
+    let mut silent = TcpStream::connect(server.addr).unwrap();
+    silent.set_read_timeout(Some(PATIENCE)).unwrap();
+    // Sends its header, then nothing: closed at the handshake timeout.
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.set_read_timeout(Some(PATIENCE)).unwrap();
+    stalled.write_all(&v1(REAL_CLIENT)).unwrap();
+    let t = Instant::now();
+    // Each holds a slot meanwhile; the third client is served.
+    let mut s = connect_after_header(&pki, &server, &v1("192.0.2.9:9"), Arrival::Together);
+    served_as(&mut s, "192.0.2.9:9");
+    assert!(closed_unanswered(&mut stalled));
+    let stalled_for = t.elapsed();
+    assert!(closed_unanswered(&mut silent));
+    let silent_for = t.elapsed();
+    eprintln!("closed after {stalled_for:?} (header sent) and {silent_for:?} (silent)");
+    server.wait_for("both closes", |st| {
+        st.rejected_proxy_header == 1
+            && st.tls_failures(HandshakeFailure::Timeout) == 1
+            && st.active == 0
+    });
+    let st = server.server.stats();
+    assert_eq!((st.served, st.tls_handshakes), (2, 1), "{st:?}");
+}
+
+#[test]
+fn the_per_ip_limit_over_tls_counts_the_header_s_client() {
+    let pki = Pki::new();
+    let server = proxied_tls_server(
+        &pki,
+        ProxyMode::V2,
+        Config {
+            max_connections_per_ip: Some(1),
+            ..Config::default()
+        },
+    );
+    // Every connection comes from 127.0.0.1 (the balancer); the header names the client.
+    let mut first = connect_after_header(&pki, &server, &v2(REAL_CLIENT), Arrival::Together);
+    assert_eq!(read_line(&mut first), format!("edge saw {REAL_CLIENT}\n"));
+    let mut again = TcpStream::connect(server.addr).unwrap();
+    again.set_read_timeout(Some(PATIENCE)).unwrap();
+    again.write_all(&v2("203.0.113.7:5000")).unwrap();
+    assert!(
+        closed_unanswered(&mut again),
+        "over the limit: closed before the handshake"
+    );
+    server.wait_for("the refusal", |st| st.rejected_per_ip == 1);
+    let mut other = connect_after_header(&pki, &server, &v2("192.0.2.9:9"), Arrival::Together);
+    served_as(&mut other, "192.0.2.9:9");
+    first.write_all(b"first\n").unwrap();
+    first.flush().unwrap();
+    assert_eq!(read_line(&mut first), "FIRST\n");
+}
+
+#[test]
+fn upcased_with_proxy_protocol_and_a_banner_on_a_tls_listener_logs_the_header_s_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let mut u = upcased_tls(&[
+        "--tls-self-signed",
+        ca.to_str().unwrap(),
+        "--proxy-protocol",
+        "v2",
+        "--banner",
+        "{id} saw {client}",
+        "--instance-id",
+        "edge-1",
+        "-v",
+    ]);
+    assert!(
+        u.log().contains(&format!(
+            "listening on {} (tls, PROXY protocol v2 required)",
+            u.addr
+        )),
+        "{}",
+        u.log()
+    );
+    let mut s = tls_after_header(u.addr, &ca, &v2(REAL_CLIENT), None);
+    assert_eq!(read_line(&mut s), format!("edge-1 saw {REAL_CLIENT}\n"));
+    s.write_all(b"hello\n").unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_line(&mut s), "HELLO\n");
+    tls::close_write(&mut s).unwrap();
+    assert_eq!(read_to_close_notify(&mut s), b"");
+    wait_for_log(&u, &format!("conn{{peer={REAL_CLIENT}}}"), 1);
+    // No header: refused and logged with the socket's address, no handshake.
+    let mut plain = TcpStream::connect(u.addr).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    plain.write_all(b"\x16\x03\x01 not a header").unwrap();
+    assert!(closed_unanswered(&mut plain));
+    wait_for_log(&u, "connection refused", 1);
+    assert!(!u.log().contains("TLS handshake failed"), "{}", u.log());
+    u.signal("TERM");
+    assert!(u.wait().success());
 }
