@@ -208,6 +208,13 @@ fn read_to_close_notify(s: &mut BlockingStream) -> Vec<u8> {
     v
 }
 
+/// Whether the socket under `s`, read past the `close_notify`, is at its end (FIN) with
+/// nothing after the alert.
+fn fin_follows(s: &mut BlockingStream) -> bool {
+    let mut b = [0u8; 64];
+    matches!(s.sock.read(&mut b), Ok(0))
+}
+
 fn upcase_bin() -> Cmd {
     let mut c = Cmd::cargo_bin("upcase").unwrap();
     c.env_remove("UPCASE_ADDR").timeout(PATIENCE);
@@ -300,6 +307,7 @@ fn close_notify_is_answered_with_what_is_owed_then_close_notify() {
     s.write_all(b"\x9f").unwrap();
     tls::close_write(&mut s).unwrap();
     assert_eq!(read_to_close_notify(&mut s), "SS".as_bytes());
+    assert!(fin_follows(&mut s), "FIN after close_notify");
     server.wait_for("the close", |st| st.closed_client == 1);
 }
 
@@ -312,6 +320,7 @@ fn a_bare_fin_is_answered_too_and_ends_with_close_notify() {
     s.flush().unwrap();
     s.sock.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(read_to_close_notify(&mut s), b"TAIL WITHOUT CLOSE_NOTIFY");
+    assert!(fin_follows(&mut s), "FIN after close_notify");
     server.wait_for("the close", |st| st.closed_client == 1);
 }
 
@@ -534,6 +543,188 @@ fn the_drain_lets_a_tls_line_in_progress_finish_then_sends_close_notify() {
     busy.flush().unwrap();
     assert_eq!(read_to_close_notify(&mut busy), b"LINE\n");
     server.join();
+}
+
+// ---- idle timeout and backpressure over TLS ------------------------------------------------
+
+#[test]
+fn an_idle_tls_connection_is_closed_at_the_idle_timeout_with_what_is_owed_then_close_notify() {
+    let pki = Pki::new();
+    let idle = Duration::from_millis(300);
+    let server = TlsTestServer::start(
+        &pki,
+        Config {
+            idle_timeout: Some(idle),
+            ..Config::default()
+        },
+    );
+    let mut s = connect(&pki, &server);
+    // The first byte of "ß": held back until the idle close, then sent as it is.
+    s.write_all(b"abc \xc3").unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_n(&mut s, 4), b"ABC ");
+    let t = Instant::now();
+    assert_eq!(read_to_close_notify(&mut s), b"\xc3");
+    let waited = t.elapsed();
+    assert!(fin_follows(&mut s), "FIN after close_notify");
+    eprintln!("closed {waited:?} after the last reply (idle timeout {idle:?})");
+    assert!(
+        waited >= idle,
+        "closed after {waited:?}, before the idle timeout"
+    );
+    server.wait_for("the idle close", |st| st.idle_closed == 1 && st.active == 0);
+}
+
+/// Moves what rustls holds for the wire to a non-blocking socket and what the socket has to
+/// rustls; `false` when the socket would block both ways.
+fn pump_nonblocking(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) -> bool {
+    let mut moved = false;
+    while conn.wants_write() {
+        match conn.write_tls(sock) {
+            Ok(_) => moved = true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    if conn.wants_read() {
+        match conn.read_tls(sock) {
+            Ok(0) => {}
+            Ok(_) => {
+                conn.process_new_packets().unwrap();
+                moved = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    moved
+}
+
+#[test]
+fn a_tls_client_that_does_not_read_stops_being_read_and_loses_nothing() {
+    // As over TCP (tests/hardening.rs): small fixed socket buffers on both sides, so that
+    // what the client can push before it is stopped is the server's bound plus the buffers.
+    const ASK: usize = 16 * 1024;
+    let pki = Pki::new();
+    let socket = upcase::net::bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = socket2::SockRef::from(&socket);
+    l.set_recv_buffer_size(ASK).unwrap();
+    l.set_send_buffer_size(ASK).unwrap();
+    let server_side = l.recv_buffer_size().unwrap() + l.send_buffer_size().unwrap();
+    let addr = socket.local_addr().unwrap();
+    let server = Server::with_tls(Config::default(), pki.store()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let s = server.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(
+            s.run(Listeners::from(vec![Listener::tls(socket)]), async move {
+                let _ = stopped.await;
+            }),
+        )
+    });
+
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(ASK).unwrap();
+    sock.set_send_buffer_size(ASK).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let client_side = sock.recv_buffer_size().unwrap() + sock.send_buffer_size().unwrap();
+    let mut tcp = TcpStream::from(sock);
+    let config = tls::client_config(Some(&pki.ca_path()), false).unwrap();
+    let name = tls::server_name("localhost", None).unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    tcp.set_nonblocking(true).unwrap();
+
+    // Push plaintext as fast as the path takes it, reading nothing.
+    let unit = "grüße ωμέγα ".repeat(1000).into_bytes();
+    let mut sent = Vec::new();
+    let mut stalled_since: Option<Instant> = None;
+    loop {
+        if !conn.wants_write() {
+            conn.writer().write_all(&unit).unwrap();
+            sent.extend_from_slice(&unit);
+        }
+        let before = sent.len();
+        let mut wrote = false;
+        while conn.wants_write() {
+            match conn.write_tls(&mut tcp) {
+                Ok(_) => wrote = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        if wrote || sent.len() > before {
+            stalled_since = None;
+        }
+        if conn.wants_write() {
+            let since = *stalled_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_millis(500) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            sent.len() < 512 << 20,
+            "the server kept reading without bound"
+        );
+    }
+    // The buffers, the server's plaintext bound, rustls's on the server (one incoming record
+    // of 18.4 KiB, 64 KiB of outgoing records), the unit still in the client's rustls, and
+    // one 64 KiB segment per buffer that the kernel may queue past its limit.
+    let bound = server_side
+        + client_side
+        + upcase::limits::MAX_BUFFERED_PER_CONNECTION
+        + 19 * 1024
+        + 64 * 1024
+        + unit.len()
+        + 4 * 64 * 1024;
+    eprintln!(
+        "took {} bytes before stopping; bound {bound} (socket buffers {server_side} + {client_side})",
+        sent.len()
+    );
+    assert!(
+        sent.len() <= bound,
+        "took {} bytes; bound {bound}",
+        sent.len()
+    );
+    wait_for(&server, "the connection", |st| st.active == 1);
+
+    // Now read: every byte comes back, correct, and the close is close_notify and FIN.
+    conn.send_close_notify();
+    let mut got = Vec::new();
+    let end = Instant::now() + PATIENCE;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        assert!(
+            Instant::now() < end,
+            "got {} of {} bytes",
+            got.len(),
+            sent.len()
+        );
+        let moved = pump_nonblocking(&mut conn, &mut tcp);
+        match conn.reader().read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !moved {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            Err(e) => panic!("no close_notify: {e}"),
+        }
+    }
+    assert!(
+        got == common::up(&sent),
+        "the replies differ from the input upper-cased"
+    );
+    let _ = stop.send(());
+    thread.join().unwrap().unwrap();
 }
 
 // ---- the PROXY protocol before the handshake -----------------------------------------------
