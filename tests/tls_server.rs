@@ -440,6 +440,49 @@ fn a_wrong_name_is_one_line_and_exit_1() {
     assert!(stderr.contains("other.example"), "{stderr}");
 }
 
+/// `upcase` without `--tls` against a TLS port: the server closes on the first byte, and
+/// the client says that nothing was answered, in one line, with status 1.
+#[test]
+fn plain_text_pipe_and_send_against_a_tls_port_exit_1_saying_nothing_was_answered() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let addr = server.addr.to_string();
+    let big: Vec<u8> = b"a line of input\n".repeat(64 * 1024);
+    let inputs: [&[u8]; 3] = [b"hello\n", b"no newline", &big];
+    for (i, input) in inputs.into_iter().enumerate() {
+        let out = upcase_bin()
+            .args(["-c", &addr])
+            .write_stdin(input.to_vec())
+            .assert()
+            .code(1)
+            .stdout("")
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "input {i}: {stderr}");
+        assert!(stderr.contains(&addr), "input {i}: {stderr}");
+        assert!(stderr.contains("answered nothing"), "input {i}: {stderr}");
+        assert!(stderr.contains("try --tls"), "input {i}: {stderr}");
+    }
+    let out = upcase_bin()
+        .args(["-c", &addr, "send", "hello"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("answered nothing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("try --tls"), "{stderr}");
+    server.wait_for("the failures", |st| {
+        st.tls_failures(HandshakeFailure::NotTls) == 4
+    });
+}
+
 #[test]
 fn tls_options_without_tls_are_usage_errors() {
     upcase_bin()

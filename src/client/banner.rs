@@ -38,7 +38,7 @@ pub fn read_banner(stream: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>,
         })?;
         stream.set_read_timeout(Some(left)).map_err(io)?;
         match stream.read(&mut byte) {
-            Ok(0) if line.is_empty() => return Err(ClientError::Closed { addr }),
+            Ok(0) if line.is_empty() => return Err(ClientError::Closed { addr, tls: false }),
             Ok(0) => {
                 return Err(ClientError::ClosedEarly {
                     addr,
