@@ -484,6 +484,43 @@ fn plain_text_pipe_and_send_against_a_tls_port_exit_1_saying_nothing_was_answere
 }
 
 #[test]
+fn send_with_tls_and_banner_prints_the_banner_on_stderr_and_the_reply_on_stdout() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(
+        &pki,
+        Config {
+            banner: Some(
+                Template::parse("edge saw {client}")
+                    .unwrap()
+                    .bind("edge", "h")
+                    .unwrap(),
+            ),
+            ..Config::default()
+        },
+    );
+    let ca = pki.ca_path();
+    let out = upcase_bin()
+        .args(["--tls", "--ca", ca.to_str().unwrap(), "--banner", "-c"])
+        .arg(server.target())
+        .args(["send", "hello"])
+        .assert()
+        .success()
+        .stdout("HELLO\n")
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("edge saw 127.0.0.1:"), "{stderr}");
+    // Pipe and interactive mode do not read it over TLS yet: refused, not ignored.
+    upcase_bin()
+        .args(["--tls", "--ca", ca.to_str().unwrap(), "--banner", "-c"])
+        .arg(server.target())
+        .write_stdin("hello\n")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--banner with --tls"));
+}
+
+#[test]
 fn tls_options_without_tls_are_usage_errors() {
     upcase_bin()
         .args(["--ca", "ca.pem", "send", "x"])

@@ -33,7 +33,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use banner::{read_banner, MAX_BANNER_LINE};
+pub use banner::{read_banner, read_banner_tls, MAX_BANNER_LINE};
 pub use interactive::{interactive, interactive_with_banner, Editor, LineSource};
 pub use pipe::{pipe, PipeStats};
 pub use tls::{interactive_tls, pipe_tls, send_tls, TlsClient, TlsOptions};
