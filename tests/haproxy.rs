@@ -253,11 +253,16 @@ defaults
     timeout connect 2s
     timeout client 20s
     timeout server 20s
+    timeout check 1s
 frontend tls_passthrough
     bind {front}
     default_backend upcased_tls
 backend upcased_tls
-    server u1 {backend} send-proxy-v2
+    option tcp-check
+    tcp-check connect ssl send-proxy linger
+    tcp-check send "ping\n"
+    tcp-check expect string PING
+    server u1 {backend} send-proxy-v2 check check-send-proxy check-ssl verify none inter 200ms fall 1 rise 1
 "#
         ),
     )
@@ -275,32 +280,46 @@ backend upcased_tls
 
     let config = upcase::tls::client_config(Some(&ca), false).unwrap();
     let name = upcase::tls::server_name("localhost", None).unwrap();
+    // One connection through HAProxy, once it listens and has the server up.
+    let exchange = || -> Result<(SocketAddr, String), String> {
+        let tcp = TcpStream::connect(front).map_err(|e| e.to_string())?;
+        let me = tcp.local_addr().unwrap();
+        let mut s = upcase::tls::connect_blocking(tcp, &config, name.clone(), PATIENCE)
+            .map_err(|e| e.to_string())?;
+        s.sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(b"hello through haproxy\n")
+            .and_then(|()| s.flush())
+            .and_then(|()| upcase::tls::close_write(&mut s))
+            .map_err(|e| e.to_string())?;
+        let mut got = String::new();
+        s.read_to_string(&mut got).map_err(|e| e.to_string())?;
+        Ok((me, got))
+    };
     let end = Instant::now() + PATIENCE;
-    let tcp = loop {
-        if let Ok(tcp) = TcpStream::connect(front) {
-            break tcp;
+    let (me, got) = loop {
+        match exchange() {
+            Ok(done) => break done,
+            Err(e) => assert!(
+                Instant::now() < end,
+                "nothing through haproxy: {e}\nupcased:\n{}\nhaproxy:\n{}",
+                u.log(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
         }
-        assert!(Instant::now() < end, "haproxy never listened on {front}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let me = tcp.local_addr().unwrap();
-    let mut s = upcase::tls::connect_blocking(tcp, &config, name, PATIENCE).unwrap_or_else(|e| {
-        panic!(
-            "{e}\nupcased:\n{}\nhaproxy:\n{}",
-            u.log(),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
-    s.sock.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(b"hello through haproxy\n").unwrap();
-    s.flush().unwrap();
-    upcase::tls::close_write(&mut s).unwrap();
-    let mut got = String::new();
-    s.read_to_string(&mut got)
-        .expect("the whole reply, ended by close_notify");
     // The banner came inside TLS (the handshake would have failed on it otherwise) and
-    // names the client behind HAProxy, not HAProxy's own socket.
+    // names the client behind HAProxy, not HAProxy's own socket; the reply ended with
+    // close_notify (read_to_string fails on a bare FIN).
     assert_eq!(got, format!("edge-1 saw {me}\nHELLO THROUGH HAPROXY\n"));
+    // HAProxy's health checks over TLS, each after a PROXY v2 LOCAL header, are served.
+    let end = Instant::now() + PATIENCE;
+    while !u.log().contains("local=true") {
+        assert!(Instant::now() < end, "no LOCAL check served:\n{}", u.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!said.contains("is DOWN"), "{said}");
     let end = Instant::now() + PATIENCE;
     while !u.log().contains(&format!("conn{{peer={me}}}")) {
         assert!(
