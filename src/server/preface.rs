@@ -1,8 +1,9 @@
 //! What a connection goes through before the core sees a byte: the PROXY protocol header when
 //! its listener requires one (then the per-IP limit, with the client's address from it; on a
-//! TLS listener, then the handshake, in `tls.rs`), and the banner. The state machine and its driver are unchanged by either: the header is read
-//! here and the client's data that came with it is handed over through [`Prefixed`], a
-//! transport that yields those bytes before the socket's.
+//! TLS listener, then the handshake, in `tls.rs`), and the banner. The state machine and its
+//! driver are unchanged by either: the header is read here and the client's data that came
+//! with it is handed over through [`Prefixed`], a transport that yields those bytes before the
+//! socket's (on a TLS listener, to the handshake, through `Sniffed::with_early`).
 
 use std::io;
 use std::net::SocketAddr;
