@@ -1,7 +1,9 @@
 //! `upcased --proxy-protocol v2 --admin … --banner '{id} saw {client}'` behind a real HAProxy
 //! on loopback (`send-proxy-v2`, `check-send-proxy`, a `/readyz` check), when `haproxy` is on
 //! PATH: the banner and the log name the real client, `/metrics` counts it, and after
-//! SIGTERM `/readyz` says 503 and HAProxy takes the server out of rotation.
+//! SIGTERM `/readyz` says 503 and HAProxy takes the server out of rotation. And HAProxy in
+//! TLS passthrough (`mode tcp`, `send-proxy-v2` to a TLS listener): the PROXY header comes
+//! before the client's handshake, and the banner inside TLS names the client.
 
 mod common;
 
@@ -196,6 +198,138 @@ backend upcased
         assert!(k > 0, "closed: {:?}", &reply[..n]);
         n += k;
     }
+    u.signal("TERM");
+    assert!(u.wait().success());
+}
+
+/// The TLS listener's address from `upcased`'s log (its line follows the plain one).
+fn tls_addr(u: &Upcased) -> SocketAddr {
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let log = u.log();
+        if let Some(line) = log.lines().find(|l| l.contains(" (tls")) {
+            let addr = line.rsplit("listening on ").next().unwrap();
+            return addr.split(" (tls").next().unwrap().parse().unwrap();
+        }
+        assert!(Instant::now() < end, "no TLS listener in:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn haproxy_in_tls_passthrough_sends_the_proxy_header_before_the_client_s_handshake() {
+    if !haproxy_on_path() {
+        eprintln!("skipped: haproxy not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let mut u = Upcased::spawn(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-self-signed",
+        ca.to_str().unwrap(),
+        "--proxy-protocol",
+        "v2",
+        "--banner",
+        "{id} saw {client}",
+        "--instance-id",
+        "edge-1",
+        "-v",
+    ]);
+    let backend = tls_addr(&u);
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    // Passthrough: HAProxy relays the TLS bytes untouched, after a PROXY v2 header of its own.
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"global
+    maxconn 64
+    log stderr format short local0 info
+defaults
+    mode tcp
+    log global
+    timeout connect 2s
+    timeout client 20s
+    timeout server 20s
+    timeout check 1s
+frontend tls_passthrough
+    bind {front}
+    default_backend upcased_tls
+backend upcased_tls
+    option tcp-check
+    tcp-check connect ssl send-proxy linger
+    tcp-check send "ping\n"
+    tcp-check expect string PING
+    server u1 {backend} send-proxy-v2 check check-send-proxy check-ssl verify none inter 200ms fall 1 rise 1
+"#
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("haproxy.log");
+    let _haproxy = Haproxy(
+        Command::new("haproxy")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    let config = upcase::tls::client_config(Some(&ca), false).unwrap();
+    let name = upcase::tls::server_name("localhost", None).unwrap();
+    // One connection through HAProxy, once it listens and has the server up.
+    let exchange = || -> Result<(SocketAddr, String), String> {
+        let tcp = TcpStream::connect(front).map_err(|e| e.to_string())?;
+        let me = tcp.local_addr().unwrap();
+        let mut s = upcase::tls::connect_blocking(tcp, &config, name.clone(), PATIENCE)
+            .map_err(|e| e.to_string())?;
+        s.sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(b"hello through haproxy\n")
+            .and_then(|()| s.flush())
+            .and_then(|()| upcase::tls::close_write(&mut s))
+            .map_err(|e| e.to_string())?;
+        let mut got = String::new();
+        s.read_to_string(&mut got).map_err(|e| e.to_string())?;
+        Ok((me, got))
+    };
+    let end = Instant::now() + PATIENCE;
+    let (me, got) = loop {
+        match exchange() {
+            Ok(done) => break done,
+            Err(e) => assert!(
+                Instant::now() < end,
+                "nothing through haproxy: {e}\nupcased:\n{}\nhaproxy:\n{}",
+                u.log(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The banner came inside TLS (the handshake would have failed on it otherwise) and
+    // names the client behind HAProxy, not HAProxy's own socket; the reply ended with
+    // close_notify (read_to_string fails on a bare FIN).
+    assert_eq!(got, format!("edge-1 saw {me}\nHELLO THROUGH HAPROXY\n"));
+    // HAProxy's health checks over TLS, each after a PROXY v2 LOCAL header, are served.
+    let end = Instant::now() + PATIENCE;
+    while !u.log().contains("local=true") {
+        assert!(Instant::now() < end, "no LOCAL check served:\n{}", u.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!said.contains("is DOWN"), "{said}");
+    let end = Instant::now() + PATIENCE;
+    while !u.log().contains(&format!("conn{{peer={me}}}")) {
+        assert!(
+            Instant::now() < end,
+            "the log never named {me}:\n{}",
+            u.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!u.log().contains("TLS handshake failed"), "{}", u.log());
     u.signal("TERM");
     assert!(u.wait().success());
 }

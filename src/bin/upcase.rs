@@ -272,6 +272,15 @@ fn merge<T: Clone>(top: &ArgMatches, sub: &ArgMatches, id: &str, top_v: &T, sub_
 fn parse() -> Cli {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if cli.command.is_none() && cli.talk.tls.tls && cli.talk.banner {
+        // Not silently ignored: the banner would be taken for the first reply.
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--banner with --tls is read by `upcase send` only, not yet in pipe or interactive mode",
+            )
+            .exit();
+    }
     let Some((name, sub)) = matches.subcommand() else {
         return cli;
     };
@@ -417,6 +426,10 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             let mut message = text.join(" ").into_bytes();
             message.push(b'\n');
             let mut stream = tls.connect(&talk.connect, talk.timeout)?;
+            if talk.banner {
+                let line = client::read_banner_tls(&mut stream, talk.timeout)?;
+                write_banner(&line)?;
+            }
             let reply = client::send_tls(&mut stream, &message, talk.timeout)?;
             let _ = upcase::tls::close_write(&mut stream);
             let mut out = std::io::stdout().lock();
@@ -521,9 +534,13 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
 
 /// Reads the connection's banner line and prints it on stderr as it came.
 fn print_banner(stream: &mut std::net::TcpStream, timeout: Duration) -> Result<(), ClientError> {
-    let line = client::read_banner(stream, timeout)?;
+    write_banner(&client::read_banner(stream, timeout)?)
+}
+
+/// Prints a banner line on stderr as it came.
+fn write_banner(line: &[u8]) -> Result<(), ClientError> {
     let mut err = std::io::stderr().lock();
-    err.write_all(&line)
+    err.write_all(line)
         .and_then(|()| err.flush())
         .map_err(local("writing the banner to stderr"))
 }

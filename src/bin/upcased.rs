@@ -76,20 +76,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if !args.tls_listen.is_empty() {
-        // Not yet: a PROXY header before the handshake, and a banner inside TLS.
-        let not_yet = if args.proxy_protocol != upcase::proxy::ProxyMode::Off {
-            Some("--proxy-protocol")
-        } else if args.banner.is_some() {
-            Some("--banner")
-        } else {
-            None
-        };
-        if let Some(flag) = not_yet {
-            eprintln!("upcased: error: {flag} cannot be used with --tls-listen yet");
-            return ExitCode::from(2);
-        }
-    }
     let notifier = Notifier::from_env().unwrap_or_else(|e| {
         warn!(error = %e, "NOTIFY_SOCKET is unusable; not notifying the service manager");
         Notifier::disabled()
@@ -210,10 +196,11 @@ fn run(
     let mut addrs = Vec::new();
     for l in &first.tcp {
         let addr = l.socket.local_addr()?;
-        match l.settings.proxy.mode {
-            _ if l.settings.tls => info!("listening on {addr} (tls)"),
-            upcase::proxy::ProxyMode::Off => info!("listening on {addr}"),
-            mode => info!("listening on {addr} (PROXY protocol {mode} required)"),
+        match (l.settings.proxy.mode, l.settings.tls) {
+            (upcase::proxy::ProxyMode::Off, true) => info!("listening on {addr} (tls)"),
+            (upcase::proxy::ProxyMode::Off, false) => info!("listening on {addr}"),
+            (mode, true) => info!("listening on {addr} (tls, PROXY protocol {mode} required)"),
+            (mode, false) => info!("listening on {addr} (PROXY protocol {mode} required)"),
         }
         addrs.push(addr.to_string());
     }

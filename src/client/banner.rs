@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{is_wait, peer, ClientError, Deadline};
 use crate::limits::MAX_BANNER;
+use crate::tls::BlockingStream;
 
 /// The longest banner line read: `upcased`'s [`MAX_BANNER`] for the fixed text, plus two
 /// socket addresses of at most 47 bytes each for `{server}` and `{client}`.
@@ -20,6 +21,28 @@ pub const MAX_BANNER_LINE: usize = MAX_BANNER + 2 * 47;
 /// [`ClientError::BannerTooLong`].
 pub fn read_banner(stream: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>, ClientError> {
     let addr = peer(stream);
+    read_line(stream, (addr, false), timeout, |s, t| s.set_read_timeout(t))
+}
+
+/// [`read_banner`] over TLS (`upcase --tls --banner send`): the banner is the first line
+/// inside TLS.
+pub fn read_banner_tls(
+    stream: &mut BlockingStream,
+    timeout: Duration,
+) -> Result<Vec<u8>, ClientError> {
+    let addr = peer(&stream.sock);
+    read_line(stream, (addr, true), timeout, |s, t| {
+        s.sock.set_read_timeout(t)
+    })
+}
+
+/// Reads the banner line from `stream`, whose socket's read timeout `set_timeout` sets.
+fn read_line<S: Read>(
+    stream: &mut S,
+    (addr, tls): (std::net::SocketAddr, bool),
+    timeout: Duration,
+    set_timeout: impl Fn(&mut S, Option<Duration>) -> io::Result<()>,
+) -> Result<Vec<u8>, ClientError> {
     let io = |source: io::Error| ClientError::Io { addr, source };
     let deadline = Deadline::after(timeout);
     let mut line = Vec::with_capacity(128);
@@ -36,9 +59,9 @@ pub fn read_banner(stream: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>,
             after: timeout,
             got: line.clone(),
         })?;
-        stream.set_read_timeout(Some(left)).map_err(io)?;
+        set_timeout(stream, Some(left)).map_err(io)?;
         match stream.read(&mut byte) {
-            Ok(0) if line.is_empty() => return Err(ClientError::Closed { addr }),
+            Ok(0) if line.is_empty() => return Err(ClientError::Closed { addr, tls }),
             Ok(0) => {
                 return Err(ClientError::ClosedEarly {
                     addr,
@@ -51,6 +74,6 @@ pub fn read_banner(stream: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>,
             Err(e) => return Err(io(e)),
         }
     }
-    stream.set_read_timeout(None).map_err(io)?;
+    set_timeout(stream, None).map_err(io)?;
     Ok(line)
 }

@@ -33,7 +33,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use banner::{read_banner, MAX_BANNER_LINE};
+pub use banner::{read_banner, read_banner_tls, MAX_BANNER_LINE};
 pub use interactive::{interactive, interactive_with_banner, Editor, LineSource};
 pub use pipe::{pipe, PipeStats};
 pub use tls::{interactive_tls, pipe_tls, send_tls, TlsClient, TlsOptions};
@@ -123,11 +123,14 @@ pub enum ClientError {
         max: usize,
     },
     /// The server closed the connection without a byte of reply. Right after accepting,
-    /// that is what `upcased` does at its connection limit.
-    #[error("{addr} closed the connection without replying; the server may be at its connection limit (upcased --max-connections)")]
+    /// that is what `upcased` does at its connection limit; and what a TLS port does with
+    /// a client that speaks plain text to it.
+    #[error("{addr} closed the connection and answered nothing; the server may be at its connection limit (upcased --max-connections){}", if *tls { "" } else { ", or speak TLS on that port (try --tls)" })]
     Closed {
         /// The server's address.
         addr: SocketAddr,
+        /// Whether the connection was TLS (then the port does speak TLS).
+        tls: bool,
     },
     /// The server closed the connection in the middle of the reply.
     #[error("{addr} closed the connection early: {}", short(got, *want_lines))]
@@ -456,7 +459,7 @@ pub fn send_cancellable(
             Ok(n) => sent += n,
             Err(e) if is_wait(&e) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                return Err(ClientError::Closed { addr })
+                return Err(ClientError::Closed { addr, tls: false })
             }
             Err(e) => return Err(io(e)),
         }
@@ -473,13 +476,13 @@ pub fn send_cancellable(
             Ok(n) => n,
             Err(e) if is_wait(&e) => continue,
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset && reply.is_empty() => {
-                return Err(ClientError::Closed { addr })
+                return Err(ClientError::Closed { addr, tls: false })
             }
             Err(e) => return Err(io(e)),
         };
         if n == 0 {
             return match (reply.is_empty(), want_lf) {
-                (true, _) => Err(ClientError::Closed { addr }),
+                (true, _) => Err(ClientError::Closed { addr, tls: false }),
                 // No LF asked for: the reply is everything up to EOF.
                 (false, 0) => Ok(Reply {
                     line: reply,

@@ -233,7 +233,7 @@ where
         if !cut {
             None
         } else if stats.received == 0 {
-            Some(ClientError::Closed { addr })
+            Some(ClientError::Closed { addr, tls: false })
         } else {
             Some(ClientError::ShortReply {
                 addr,

@@ -106,7 +106,7 @@ pub fn send_tls(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 return Err(if reply.is_empty() {
-                    ClientError::Closed { addr }
+                    ClientError::Closed { addr, tls: true }
                 } else {
                     ClientError::Truncated { addr }
                 })
@@ -115,7 +115,7 @@ pub fn send_tls(
         };
         if n == 0 {
             return if reply.is_empty() {
-                Err(ClientError::Closed { addr })
+                Err(ClientError::Closed { addr, tls: true })
             } else {
                 Ok(reply)
             };

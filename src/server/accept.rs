@@ -47,7 +47,7 @@ pub(crate) async fn accept_loop(
                                 stream,
                                 peer,
                                 server,
-                                (decoder, settings.proxy.header_timeout),
+                                (decoder, settings.proxy.header_timeout, settings.tls),
                                 shared.clone(),
                                 stats.clone(),
                                 slot,
@@ -61,12 +61,12 @@ pub(crate) async fn accept_loop(
                     Ok(slot) => {
                         bump(&stats.served);
                         match (settings.preamble, shared.config.banner.is_some()) {
-                            // TLS listeners take neither a PROXY header nor a banner yet
-                            // (`Server::run*` refuses the first; the binary, the second).
+                            // The banner, if any, is sent inside TLS, after the handshake.
                             (Preamble::None, _) if settings.tls => {
                                 tracker.spawn(tls::serve(
                                     stream,
-                                    peer,
+                                    Vec::new(),
+                                    (peer, server),
                                     shared.clone(),
                                     stats.clone(),
                                     slot,

@@ -31,7 +31,7 @@
 //! | `drain.rs` | the drain signal and its deadline |
 //! | `stats.rs` | per-worker counters, summed into [`Stats`] |
 //! | `log.rs` | rate-limited warnings |
-//! | `tls.rs` | TLS listeners: the certificate, the handshake before the stream, `Transport` for TLS |
+//! | `tls.rs` | TLS listeners: the certificate, the handshake (after any PROXY header) before the banner and the stream, `Transport` for TLS |
 //! | `udp.rs` | UDP mode |
 
 mod accept;
@@ -196,12 +196,6 @@ impl Server {
         for l in sets.into_iter().flat_map(|set| &set.tcp) {
             if let Err(e) = l.settings.validate() {
                 return invalid(e.into());
-            }
-            if l.settings.tls && l.settings.proxy.mode != crate::proxy::ProxyMode::Off {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the PROXY protocol on a TLS listener is not supported yet",
-                ));
             }
             if l.settings.tls && self.shared.tls.is_none() {
                 return Err(io::Error::new(

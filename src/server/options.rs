@@ -78,7 +78,8 @@ pub struct ServerArgs {
     )]
     pub tls_self_signed: Option<PathBuf>,
 
-    /// Bound on a TLS handshake; a client still shaking hands then is closed.
+    /// Bound on a TLS handshake, from the accept (or the end of the PROXY header); a client
+    /// still shaking hands then is closed.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_tls_timeout)]
     pub tls_handshake_timeout: Duration,
 
@@ -131,6 +132,7 @@ pub struct ServerArgs {
     /// PROXY protocol header every TCP connection must start with (from a balancer such as
     /// HAProxy): off, v1, v2, or any (either, told apart by its signature). A connection
     /// without one is closed unanswered; the header's client address is used everywhere.
+    /// On --tls-listen addresses it comes before the TLS handshake, in plain text.
     #[arg(long, value_name = "off|v1|v2|any", env = "UPCASED_PROXY_PROTOCOL", value_enum,
           default_value_t = ProxyMode::Off, hide_possible_values = true)]
     pub proxy_protocol: ProxyMode,
@@ -141,7 +143,8 @@ pub struct ServerArgs {
 
     /// A line sent on every TCP connection before any reply: {id}, {server} (the listener's
     /// address), {client} (the client's, from the PROXY header if any), {hostname}; {{ and }}
-    /// for braces. Example: '{id} saw {client}'.
+    /// for braces. Example: '{id} saw {client}'. On --tls-listen addresses it is sent inside
+    /// TLS, after the handshake.
     #[arg(long, value_name = "TEMPLATE", value_parser = Template::parse)]
     pub banner: Option<Template>,
 

@@ -1,8 +1,9 @@
 //! What a connection goes through before the core sees a byte: the PROXY protocol header when
-//! its listener requires one (then the per-IP limit, with the client's address from it), and
-//! the banner. The state machine and its driver are unchanged by either: the header is read
-//! here and the client's data that came with it is handed over through [`Prefixed`], a
-//! transport that yields those bytes before the socket's.
+//! its listener requires one (then the per-IP limit, with the client's address from it; on a
+//! TLS listener, then the handshake, in `tls.rs`), and the banner. The state machine and its
+//! driver are unchanged by either: the header is read here and the client's data that came
+//! with it is handed over through [`Prefixed`], a transport that yields those bytes before the
+//! socket's (on a TLS listener, to the handshake, through `Sniffed::with_early`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
@@ -25,12 +26,13 @@ use crate::proxy::{read_header, Decoder, HeaderError};
 /// Serves a connection on a listener that requires a PROXY header. `slot` holds its place
 /// under `max_connections` (taken at accept); the per-IP limit is applied here, to the
 /// header's client address. `header` is the listener's decoder and header timeout. A refused
-/// header closes the connection with no reply.
+/// header closes the connection with no reply. On a TLS listener (`tls`) the header is read
+/// in plain text, before the handshake, which then begins with the bytes that came after it.
 pub(crate) async fn proxied(
     mut stream: TcpStream,
     peer: SocketAddr,
     server: SocketAddr,
-    (decoder, header_timeout): (Decoder, Duration),
+    (decoder, header_timeout, tls): (Decoder, Duration, bool),
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     mut slot: Slot,
@@ -67,6 +69,11 @@ pub(crate) async fn proxied(
     }
     debug!(%peer, %client, version = %header.version, local = header.local, "PROXY header read");
     bump(&stats.served);
+    if tls {
+        let early = buf[rest].to_vec();
+        super::tls::serve(stream, early, (client, server), shared, stats, slot).await;
+        return;
+    }
     if !send_banner(&mut stream, server, client, &shared, &stats).await {
         return;
     }
@@ -93,10 +100,11 @@ pub(crate) async fn bannered(
     }
 }
 
-/// Writes the banner line, if there is one; `false` when the connection ended instead (a
-/// write error, the idle timeout, the drain), which is counted as its end.
-async fn send_banner(
-    stream: &mut TcpStream,
+/// Writes the banner line, if there is one (on a TLS stream: inside TLS, flushed); `false`
+/// when the connection ended instead (a write error, the idle timeout, the drain), which is
+/// counted as its end.
+pub(crate) async fn send_banner<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     server: SocketAddr,
     client: SocketAddr,
     shared: &Shared,
@@ -117,7 +125,7 @@ async fn send_banner(
     };
     let end = tokio::select! {
         biased;
-        r = stream.write_all(&line) => match r {
+        r = async { stream.write_all(&line).await?; stream.flush().await } => match r {
             Ok(()) => {
                 stats.add_bytes(0, line.len() as u64);
                 return true;

@@ -3,10 +3,13 @@
 //! so that the readiness driver runs a TLS connection unchanged.
 //!
 //! The handshake runs after the admission slot is taken (it counts against the connection
-//! limits), bounded by [`Config::tls_handshake_timeout`](super::Config::tls_handshake_timeout),
-//! and a drain that begins meanwhile closes it at once: nothing has been echoed, so it is
+//! limits) and after the PROXY header, if the listener requires one (read in plain text by
+//! `preface.rs`, as HAProxy sends it in TLS passthrough), bounded by
+//! [`Config::tls_handshake_timeout`](super::Config::tls_handshake_timeout) from its start;
+//! a drain that begins meanwhile closes it at once: nothing has been echoed, so it is
 //! at a line boundary. A failed handshake is counted by its reason and logged at most once
-//! per [`LOG_INTERVAL`](crate::limits::LOG_INTERVAL).
+//! per [`LOG_INTERVAL`](crate::limits::LOG_INTERVAL). The banner, if any, is the first
+//! thing sent inside TLS.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,7 +24,7 @@ use super::admission::Slot;
 use super::conn::{self, End, Transport};
 use super::log::RateLimitedLog;
 use super::stats::{bump, WorkerStats};
-use super::Shared;
+use super::{preface, Shared};
 use crate::tls::{self, CertStore, ServerTransport, TlsError};
 
 /// What TLS listeners share: the reloadable certificate, the acceptor built on it, and the
@@ -52,10 +55,16 @@ impl TlsState {
     }
 }
 
-/// Shakes hands on a connection accepted on a TLS listener, then serves it as any other.
+/// Shakes hands on a connection accepted on a TLS listener, sends the banner (if any) inside
+/// TLS, then serves it as any other.
+///
+/// `early` is what the client sent after its PROXY header in the header's last read (the
+/// start of its client hello), empty without a header; `client` is its address (the
+/// header's, behind a balancer), `server` the listener's.
 pub(crate) async fn serve(
     tcp: TcpStream,
-    peer: SocketAddr,
+    early: Vec<u8>,
+    (client, server): (SocketAddr, SocketAddr),
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     slot: Slot,
@@ -64,28 +73,36 @@ pub(crate) async fn serve(
         // `Server::run*` refuses a TLS listener without a certificate; never reached.
         return;
     };
-    let handshake = tls::accept(&state.acceptor, tcp, shared.config.tls_handshake_timeout);
+    let handshake = tls::accept_after(
+        &state.acceptor,
+        early,
+        tcp,
+        shared.config.tls_handshake_timeout,
+    );
     let result = tokio::select! {
         biased;
         () = shared.drain.cancelled() => {
-            debug!(%peer, "drain began during the TLS handshake; closed");
+            debug!(%client, "drain began during the TLS handshake; closed");
             stats.closed(End::Drained);
             return;
         }
         r = handshake => r,
     };
     match result {
-        Ok(stream) => {
+        Ok(mut stream) => {
             bump(&stats.tls_handshakes);
+            if !preface::send_banner(&mut stream, server, client, &shared, &stats).await {
+                return;
+            }
             let io = ServerTransport::new(stream);
-            conn::serve(io, peer, shared.clone(), stats, slot).await;
+            conn::serve(io, client, shared.clone(), stats, slot).await;
         }
         Err(e) => {
             // `accept` has closed the stream already (after any alert rustls owed).
             stats.tls_failed(e.reason);
             drop(slot);
             state.log.warn(|suppressed| {
-                warn!(%peer, reason = e.reason.as_str(), error = %e.error, suppressed,
+                warn!(peer = %client, reason = e.reason.as_str(), error = %e.error, suppressed,
                       "TLS handshake failed")
             });
         }

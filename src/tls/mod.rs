@@ -48,7 +48,7 @@ pub use client::{
 pub use pem::{load_certs, load_key, load_pair};
 pub use pipe::{pipe, PipeError, PipeStats};
 pub use server::{
-    accept, self_signed, server_config, server_config_for, CertStore, HandshakeError,
+    accept, accept_after, self_signed, server_config, server_config_for, CertStore, HandshakeError,
     HandshakeFailure, ServerStream,
 };
 pub use transport::ServerTransport;

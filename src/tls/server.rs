@@ -323,19 +323,37 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// slot until the handshake timeout, since rustls waits for a whole 5-byte record header;
 /// this fails it at once as [`HandshakeFailure::NotTls`]. After the first byte it is a
 /// pass-through (one branch per read).
+///
+/// It also yields, before anything from `inner`, the client's bytes that were read with a
+/// PROXY protocol header ([`Sniffed::with_early`]): the start of its client hello.
 #[derive(Debug)]
 pub struct Sniffed<IO> {
     inner: IO,
     checked: bool,
+    /// Bytes read before the handshake began, not yet handed to rustls.
+    early: Vec<u8>,
 }
 
 impl<IO> Sniffed<IO> {
     /// Wraps `inner`, whose next byte is the client's first.
     pub fn new(inner: IO) -> Self {
+        Self::with_early(inner, Vec::new())
+    }
+
+    /// Wraps `inner`, after `early`: the client's first bytes, already read from `inner`
+    /// (with the PROXY header they followed).
+    pub fn with_early(inner: IO, early: Vec<u8>) -> Self {
         Sniffed {
             inner,
             checked: false,
+            early,
         }
+    }
+
+    /// Whether some of the early bytes have not been read yet: input waiting that the
+    /// socket's readiness does not show.
+    pub fn early_pending(&self) -> bool {
+        !self.early.is_empty()
     }
 
     /// The stream underneath (for `peer_addr`, socket options).
@@ -361,11 +379,21 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Sniffed<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.checked {
+        if this.checked && this.early.is_empty() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         let start = buf.filled().len();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let poll = if this.early.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            let n = this.early.len().min(buf.remaining());
+            buf.put_slice(&this.early[..n]);
+            this.early.drain(..n);
+            if this.early.is_empty() {
+                this.early = Vec::new();
+            }
+            Poll::Ready(Ok(()))
+        };
         if let Poll::Ready(Ok(())) = poll {
             if let Some(&first) = buf.filled().get(start) {
                 this.checked = true;
@@ -427,7 +455,23 @@ pub async fn accept<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(timeout, acceptor.accept(Sniffed::new(io))).await {
+    accept_after(acceptor, Vec::new(), io, timeout).await
+}
+
+/// [`accept`] on a stream whose first bytes, `early`, were already read from `io`: what
+/// followed a PROXY protocol header in its read. The handshake reads them first; `timeout`
+/// runs from this call, so it does not include the time the header took.
+pub async fn accept_after<IO>(
+    acceptor: &TlsAcceptor,
+    early: Vec<u8>,
+    io: IO,
+    timeout: Duration,
+) -> Result<ServerStream<IO>, HandshakeError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let io = Sniffed::with_early(io, early);
+    match tokio::time::timeout(timeout, acceptor.accept(io)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(error)) => Err(HandshakeError {
             reason: HandshakeFailure::classify(&error),

@@ -56,6 +56,13 @@ impl ServerTransport {
         self.stream.get_ref().1
     }
 
+    /// Whether bytes read with a PROXY header are still waiting to reach rustls. The
+    /// handshake takes them all in practice (a client sends nothing after its hello until
+    /// the server answers), but readiness must not wait on the socket for bytes in hand.
+    fn early_pending(&self) -> bool {
+        self.stream.get_ref().0.early_pending()
+    }
+
     /// Whether the input ended with a bare FIN rather than the client's `close_notify`.
     pub fn bare_fin(&self) -> bool {
         self.bare_fin
@@ -64,7 +71,7 @@ impl ServerTransport {
     /// Resolves when a read may make progress: at once if rustls holds plaintext (or the
     /// client's `close_notify`), else when the socket is readable. Holds no buffer.
     pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.tls().wants_read() {
+        if !self.tls().wants_read() || self.early_pending() {
             return Poll::Ready(Ok(()));
         }
         self.tcp().poll_read_ready(cx)
@@ -103,7 +110,7 @@ impl ServerTransport {
     /// Whether input is waiting that readiness may not have reported yet: plaintext rustls
     /// holds, or bytes (or FIN) in the socket, asked of the kernel without waiting.
     pub fn input_waiting(&self) -> io::Result<bool> {
-        if !self.tls().wants_read() {
+        if !self.tls().wants_read() || self.early_pending() {
             return Ok(true);
         }
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
