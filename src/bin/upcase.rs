@@ -132,8 +132,8 @@ struct Talk {
     /// Use UDP: one datagram per line (no LF), each reply printed with LF.
     #[arg(long, conflicts_with = "tls")]
     udp: bool,
-    /// The server sends a banner line first (upcased --banner): read it, print it on
-    /// stderr, then go on as usual.
+    /// The server sends a banner line first (upcased --banner): read it (inside TLS with
+    /// --tls), print it on stderr, then go on as usual.
     #[arg(long, conflicts_with = "udp")]
     banner: bool,
 
