@@ -383,6 +383,8 @@ struct Terminal {
     child: std::process::Child,
     master: std::fs::File,
     screen: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The prompt the session draws: `upcase/tls> ` with `--tls`.
+    prompt: &'static str,
 }
 
 impl Terminal {
@@ -451,6 +453,11 @@ impl Terminal {
             child,
             master,
             screen,
+            prompt: if args.contains(&"--tls") {
+                "upcase/tls> "
+            } else {
+                "upcase> "
+            },
         }
     }
 
@@ -479,7 +486,7 @@ impl Terminal {
         loop {
             {
                 let screen = self.screen.lock().unwrap();
-                if let (Some(t), Some(p)) = (screen.rfind(text), screen.rfind("upcase> ")) {
+                if let (Some(t), Some(p)) = (screen.rfind(text), screen.rfind(self.prompt)) {
                     if p > t {
                         return;
                     }
@@ -609,4 +616,114 @@ fn ctrl_c_while_waiting_returns_to_the_prompt() {
     assert!(t.child.try_wait().unwrap().is_none(), "the session ended");
     t.type_keys("\x04");
     assert!(t.wait().success());
+}
+
+// ---- the same session over TLS: one session loop, so the same history and Ctrl-C
+
+#[test]
+fn a_tls_session_on_a_terminal_shows_the_banner_and_keeps_the_history() {
+    let dir = temp_dir("tls-ca");
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let srv = Upcased::spawn_tls(&[
+        "--tls-self-signed",
+        ca,
+        "--banner",
+        "{id} saw {client}",
+        "--instance-id",
+        "edge-1",
+    ]);
+    let target = format!("localhost:{}", srv.addr.port());
+    let tls = ["--tls", "--ca", ca, "--banner", "-c", &target];
+    let state = temp_dir("tls-state");
+    let mut t = Terminal::spawn(&tls, &[("XDG_STATE_HOME", &state)]);
+    t.wait_for("over TLSv1.3", 1);
+    t.wait_for("edge-1 saw 127.0.0.1:", 1);
+    t.type_keys("aaa\rbbb\r");
+    t.wait_for("BBB", 1);
+    t.wait_for_prompt_after("BBB");
+    t.type_keys("\x04");
+    assert!(t.wait().success());
+    let history = std::fs::read_to_string(state.join("upcase/history")).unwrap();
+    assert_eq!(history, "aaa\nbbb\n");
+
+    // The next session recalls it: Up, Up, Enter sends "aaa" again.
+    let mut t = Terminal::spawn(&tls, &[("XDG_STATE_HOME", &state)]);
+    t.wait_for("edge-1 saw 127.0.0.1:", 1);
+    t.type_keys("\x1b[A\x1b[A\r");
+    t.wait_for("AAA", 1);
+    t.wait_for_prompt_after("AAA");
+    t.type_keys("\x03"); // Ctrl-C at the prompt quits
+    assert!(t.wait().success());
+
+    // --no-history writes nothing.
+    let home = temp_dir("tls-home");
+    let args = [&tls[..], &["--no-history"]].concat();
+    let mut t = Terminal::spawn(&args, &[("HOME", &home)]);
+    t.wait_for("edge-1 saw 127.0.0.1:", 1);
+    t.type_keys("secret\r");
+    t.wait_for("SECRET", 1);
+    t.wait_for_prompt_after("SECRET");
+    t.type_keys("\x04");
+    assert!(t.wait().success());
+    assert!(!home.join(".local/state/upcase/history").exists());
+    for d in [dir, state, home] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn ctrl_c_while_waiting_over_tls_returns_to_the_prompt() {
+    // A TLS server whose first connection takes a line and never answers; the next ones
+    // are answered.
+    let dir = temp_dir("tls-stall");
+    let ca = dir.join("ca.pem");
+    let config = upcase::tls::server_config(upcase::tls::self_signed(&ca).unwrap()).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("localhost:{}", l.local_addr().unwrap().port());
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (i, c) in l.incoming().enumerate() {
+            let Ok(c) = c else { return };
+            let (config, seen_tx) = (config.clone(), seen_tx.clone());
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut s = rustls::StreamOwned::new(conn, c);
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    if i == 0 {
+                        let _ = seen_tx.send(());
+                        std::thread::sleep(common::PATIENCE * 2);
+                        return;
+                    }
+                    let _ = s.write_all(&buf[..n].to_ascii_uppercase());
+                    let _ = s.flush();
+                }
+            });
+        }
+    });
+    let args = [
+        "--tls",
+        "--ca",
+        ca.to_str().unwrap(),
+        "-c",
+        &target,
+        "--no-history",
+        "--timeout",
+        "1m",
+    ];
+    let mut t = Terminal::spawn(&args, &[]);
+    t.wait_for("over TLSv1.3", 1);
+    t.type_keys("stuck\r");
+    seen_rx.recv_timeout(common::PATIENCE).unwrap();
+    // Ctrl-C: the terminal sends SIGINT to the waiting client.
+    t.type_keys("\x03");
+    t.wait_for("cancelled", 1);
+    t.type_keys("next\r");
+    t.wait_for("NEXT", 1);
+    assert!(t.child.try_wait().unwrap().is_none(), "the session ended");
+    t.wait_for_prompt_after("NEXT");
+    t.type_keys("\x04");
+    assert!(t.wait().success());
+    let _ = std::fs::remove_dir_all(dir);
 }

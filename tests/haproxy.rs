@@ -53,6 +53,24 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     reply
 }
 
+/// Polls `path` on the admin port until its status line starts with `want`, or fails the
+/// test after [`PATIENCE`] saying what it stayed.
+fn wait_for_status(admin: SocketAddr, path: &str, want: &str) {
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let reply = http_get(admin, path);
+        if reply.starts_with(want) {
+            return;
+        }
+        let status = reply.lines().next().unwrap_or("").to_string();
+        assert!(
+            Instant::now() < end,
+            "{path} stays {status:?}, not {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The admin address from `upcased`'s log (its line follows the "listening on" lines).
 fn admin_addr(u: &Upcased) -> SocketAddr {
     let end = Instant::now() + PATIENCE;
@@ -174,7 +192,8 @@ backend upcased
     assert!(u.log().contains("local=true"), "{}", u.log());
 
     u.signal("TERM");
-    assert!(http_get(admin, "/readyz").starts_with("HTTP/1.1 503"));
+    // The signal is handled asynchronously: /readyz turns soon after, not at kill(2)'s return.
+    wait_for_status(admin, "/readyz", "HTTP/1.1 503");
     let end = Instant::now() + PATIENCE;
     loop {
         let said = std::fs::read_to_string(&log).unwrap();

@@ -15,10 +15,13 @@ use assert_cmd::Command as Cmd;
 use common::{Upcased, PATIENCE};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use upcase::banner::Template;
-use upcase::client::{self, ClientError, TlsClient, TlsOptions};
+use upcase::client::{self, ClientError, Session, TlsClient, TlsOptions};
 use upcase::proxy::{ProxyMode, ProxySettings};
 use upcase::server::{Config, Listener, ListenerSettings, Listeners, Server, Stats};
 use upcase::tls::{self, BlockingStream, CertStore, HandshakeFailure};
+
+/// A Ctrl-C flag that nobody raises.
+static NO_CTRL_C: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 // ---- certificates ------------------------------------------------------------------------
 
@@ -221,32 +224,13 @@ fn upcase_bin() -> Cmd {
     c
 }
 
-/// `upcased` with only a TLS listener on a free port, and `args`.
-fn upcased_tls(args: &[&str]) -> Upcased {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_upcased"));
-    cmd.env_remove("UPCASED_TLS_LISTEN");
-    // `spawn_with` adds a plain `--listen 127.0.0.1:0`; the TLS listener is logged after it.
-    let mut u = Upcased::spawn_with(cmd, &[&["--tls-listen", "127.0.0.1:0"], args].concat());
-    let end = Instant::now() + PATIENCE;
-    loop {
-        let log = u.log();
-        if let Some(line) = log.lines().find(|l| l.contains(" (tls")) {
-            let addr = line.rsplit("listening on ").next().unwrap();
-            u.addr = addr.split(" (tls").next().unwrap().parse().unwrap();
-            return u;
-        }
-        assert!(Instant::now() < end, "no TLS listener: {log}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 // ---- round trips in each client mode -----------------------------------------------------
 
 #[test]
 fn self_signed_send_prints_the_reply() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    let u = upcased_tls(&["--tls-self-signed", ca.to_str().unwrap()]);
+    let u = Upcased::spawn_tls(&["--tls-self-signed", ca.to_str().unwrap()]);
     upcase_bin()
         .args(["--tls", "--ca", ca.to_str().unwrap(), "-c"])
         .arg(format!("localhost:{}", u.addr.port()))
@@ -280,15 +264,14 @@ fn interactive_session_over_tls_answers_each_line() {
     let server = TlsTestServer::start(&pki, Config::default());
     let mut lines = ["hello".to_string(), "wörld".to_string()].into_iter();
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    client::interactive_tls(
-        &server.target(),
-        PATIENCE,
-        &pki.client(&server.target()),
-        &mut lines,
-        &mut out,
-        &mut notes,
-    )
-    .unwrap();
+    let tls = pki.client(&server.target());
+    let session = Session {
+        target: &server.target(),
+        timeout: PATIENCE,
+        tls: Some(&tls),
+        banner: false,
+    };
+    client::interactive_session(&session, &mut lines, &mut out, &mut notes, &NO_CTRL_C).unwrap();
     assert_eq!(out, "HELLO\nWÖRLD\n".as_bytes());
     assert!(String::from_utf8_lossy(&notes).contains("over TLSv1.3"));
 }
@@ -509,15 +492,228 @@ fn send_with_tls_and_banner_prints_the_banner_on_stderr_and_the_reply_on_stdout(
         .get_output()
         .clone();
     let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("edge saw 127.0.0.1:"), "{stderr}");
-    // Pipe and interactive mode do not read it over TLS yet: refused, not ignored.
-    upcase_bin()
+}
+
+/// `upcased` serving TLS with a self-signed certificate and `--banner '{id} saw {client}'`,
+/// and `args`; the CA file for the client is in the returned directory.
+fn bannered_upcased(args: &[&str]) -> (Upcased, tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let u = Upcased::spawn_tls(
+        &[
+            &[
+                "--tls-self-signed",
+                ca.to_str().unwrap(),
+                "--banner",
+                "{id} saw {client}",
+                "--instance-id",
+                "edge-1",
+            ],
+            args,
+        ]
+        .concat(),
+    );
+    (u, dir, ca)
+}
+
+fn tls_client(ca: &std::path::Path, target: &str) -> TlsClient {
+    TlsClient::new(
+        target,
+        &TlsOptions {
+            ca: Some(ca.to_path_buf()),
+            ..TlsOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn pipe_mode_with_tls_and_banner_prints_the_banner_on_stderr_and_pipes_binary_input() {
+    let (u, _dir, ca) = bannered_upcased(&[]);
+    // Large enough that a client which did not read while it wrote would stall the server.
+    let mut input: Vec<u8> = (0..=255u8).cycle().take(8 << 20).collect();
+    input.extend_from_slice("straße ǆ\n".as_bytes());
+    let out = upcase_bin()
         .args(["--tls", "--ca", ca.to_str().unwrap(), "--banner", "-c"])
-        .arg(server.target())
-        .write_stdin("hello\n")
+        .arg(format!("localhost:{}", u.addr.port()))
+        .write_stdin(input.clone())
         .assert()
-        .code(2)
-        .stderr(predicates::str::contains("--banner with --tls"));
+        .success()
+        .get_output()
+        .clone();
+    assert!(out.stdout == common::up(&input), "the reply differs");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("edge-1 saw 127.0.0.1:"), "{stderr}");
+}
+
+#[test]
+fn pipe_mode_with_tls_and_banner_is_full_duplex() {
+    // Each reply is read before the next line is written, and before the end of input: a
+    // pipe that answered only after EOF would never show the first.
+    use std::process::Stdio;
+    let (u, _dir, ca) = bannered_upcased(&[]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_upcase"))
+        .env_remove("UPCASE_ADDR")
+        .args(["--tls", "--ca", ca.to_str().unwrap(), "--banner", "-c"])
+        .arg(format!("localhost:{}", u.addr.port()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            let _ = tx.send(buf[..n].to_vec());
+        }
+    });
+    let mut got = Vec::new();
+    for (line, want) in [("one\n", "ONE\n"), ("twö\n", "ONE\nTWÖ\n")] {
+        stdin.write_all(line.as_bytes()).unwrap();
+        while got != want.as_bytes() {
+            let more = rx
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("no reply to {line:?} with the input open: {got:?}"));
+            got.extend_from_slice(&more);
+        }
+    }
+    drop(stdin);
+    let end = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < end,
+            "upcase did not exit after the input ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.starts_with("edge-1 saw 127.0.0.1:"), "{stderr}");
+}
+
+#[test]
+fn the_interactive_session_over_tls_shows_each_connection_s_banner() {
+    let (u, _dir, ca) = bannered_upcased(&["--idle-timeout", "300ms"]);
+    let target = format!("localhost:{}", u.addr.port());
+    let tls = tls_client(&ca, &target);
+    let mut n = 0;
+    let mut lines = std::iter::from_fn(|| {
+        n += 1;
+        match n {
+            1 => Some("before".to_string()),
+            2 => {
+                // Long enough for the server's idle timeout to close the connection (with
+                // close_notify, which the session finds before it sends the next line).
+                std::thread::sleep(Duration::from_millis(1200));
+                Some("after".to_string())
+            }
+            _ => None,
+        }
+    });
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
+    let session = Session {
+        target: &target,
+        timeout: PATIENCE,
+        tls: Some(&tls),
+        banner: true,
+    };
+    client::interactive_session(&session, &mut lines, &mut out, &mut notes, &NO_CTRL_C).unwrap();
+    assert_eq!(out, b"BEFORE\nAFTER\n");
+    let notes = String::from_utf8(notes).unwrap();
+    assert_eq!(notes.matches("edge-1 saw 127.0.0.1:").count(), 2, "{notes}");
+    assert!(notes.contains("over TLSv1.3"), "{notes}");
+    assert!(notes.contains("closed the connection"), "{notes}");
+    assert!(notes.contains("reconnected"), "{notes}");
+}
+
+/// With `--tls --banner`, a server that sends no banner gives the plain-TCP errors in every
+/// mode: none within the timeout is "no banner line … is the server running with
+/// --banner?", a close before one is "closed the connection and answered nothing".
+#[test]
+fn with_tls_a_missing_banner_is_one_clear_line_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let silent = Upcased::spawn_tls(&["--tls-self-signed", ca.to_str().unwrap()]);
+    let ca2 = dir.path().join("ca2.pem");
+    let closing = Upcased::spawn_tls(&[
+        "--tls-self-signed",
+        ca2.to_str().unwrap(),
+        "--idle-timeout",
+        "500ms",
+    ]);
+    // Timeouts with room for a handshake on a busy machine.
+    let cases = [
+        (&silent, &ca, "500ms", "no banner line from"),
+        (
+            &closing,
+            &ca2,
+            "10s",
+            "closed the connection and answered nothing",
+        ),
+    ];
+    for (u, ca, timeout, says) in cases {
+        let wait = upcase::net::parse_duration(timeout).unwrap();
+        let target = format!("localhost:{}", u.addr.port());
+        let addr = u.addr.to_string();
+        // Pipe mode and send, as a user runs them.
+        for send in [false, true] {
+            let mut cmd = upcase_bin();
+            cmd.args(["--tls", "--ca", ca.to_str().unwrap(), "--banner"])
+                .args(["--timeout", timeout, "-c", &target]);
+            if send {
+                cmd.args(["send", "hello"]);
+            } else {
+                cmd.write_stdin("hello\n");
+            }
+            let out = cmd.assert().code(1).stdout("").get_output().clone();
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            assert_eq!(stderr.lines().count(), 1, "send={send}: {stderr}");
+            assert!(stderr.contains(says), "send={send}: {stderr}");
+            assert!(stderr.contains(&addr), "send={send}: {stderr}");
+            // Not the plain-text hint: the port does speak TLS.
+            assert!(!stderr.contains("try --tls"), "send={send}: {stderr}");
+        }
+        // The interactive session.
+        let tls = tls_client(ca, &target);
+        let session = Session {
+            target: &target,
+            timeout: wait,
+            tls: Some(&tls),
+            banner: true,
+        };
+        let mut lines = ["hello".to_string()].into_iter();
+        let (mut out, mut notes) = (Vec::new(), Vec::new());
+        let err =
+            client::interactive_session(&session, &mut lines, &mut out, &mut notes, &NO_CTRL_C)
+                .unwrap_err();
+        assert!(out.is_empty());
+        // The one line the binaries printed above is this error's.
+        assert!(err.to_string().contains(says), "{err}");
+        if std::ptr::eq(u, &silent) {
+            assert!(matches!(err, ClientError::NoBanner { .. }), "{err:?}");
+            assert!(err.to_string().contains("--banner"), "{err}");
+        } else {
+            assert!(
+                matches!(err, ClientError::Closed { tls: true, .. }),
+                "{err:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -556,7 +752,7 @@ fn wait_for_log(u: &Upcased, what: &str, times: usize) {
 #[test]
 fn sighup_reloads_the_certificate_for_the_next_handshake_and_keeps_a_good_one() {
     let pki = Pki::new();
-    let mut u = upcased_tls(&[
+    let mut u = Upcased::spawn_tls(&[
         "--tls-cert",
         pki.cert().to_str().unwrap(),
         "--tls-key",
@@ -1109,7 +1305,7 @@ fn the_per_ip_limit_over_tls_counts_the_header_s_client() {
 fn upcased_with_proxy_protocol_and_a_banner_on_a_tls_listener_logs_the_header_s_client() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    let mut u = upcased_tls(&[
+    let mut u = Upcased::spawn_tls(&[
         "--tls-self-signed",
         ca.to_str().unwrap(),
         "--proxy-protocol",

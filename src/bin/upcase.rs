@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use upcase::bench::{self, BenchArgs};
-use upcase::client::{self, ClientError, Editor};
+use upcase::client::{self, ClientError, Connection, Editor};
 use upcase::logging::{self, LogFormat};
 use upcase::net::parse_duration;
 
@@ -132,8 +132,8 @@ struct Talk {
     /// Use UDP: one datagram per line (no LF), each reply printed with LF.
     #[arg(long, conflicts_with = "tls")]
     udp: bool,
-    /// The server sends a banner line first (upcased --banner): read it, print it on
-    /// stderr, then go on as usual.
+    /// The server sends a banner line first (upcased --banner): read it (inside TLS with
+    /// --tls), print it on stderr, then go on as usual.
     #[arg(long, conflicts_with = "udp")]
     banner: bool,
 
@@ -272,15 +272,6 @@ fn merge<T: Clone>(top: &ArgMatches, sub: &ArgMatches, id: &str, top_v: &T, sub_
 fn parse() -> Cli {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if cli.command.is_none() && cli.talk.tls.tls && cli.talk.banner {
-        // Not silently ignored: the banner would be taken for the first reply.
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--banner with --tls is read by `upcase send` only, not yet in pipe or interactive mode",
-            )
-            .exit();
-    }
     let Some((name, sub)) = matches.subcommand() else {
         return cli;
     };
@@ -418,51 +409,49 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 .map_err(local("writing output"))?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Send { talk, text }) if talk.tls.tls => {
-            let tls = talk
-                .tls
-                .client(&talk.connect)?
-                .unwrap_or_else(|| unreachable!());
-            let mut message = text.join(" ").into_bytes();
-            message.push(b'\n');
-            let mut stream = tls.connect(&talk.connect, talk.timeout)?;
-            if talk.banner {
-                let line = client::read_banner_tls(&mut stream, talk.timeout)?;
-                write_banner(&line)?;
-            }
-            let reply = client::send_tls(&mut stream, &message, talk.timeout)?;
-            let _ = upcase::tls::close_write(&mut stream);
-            let mut out = std::io::stdout().lock();
-            out.write_all(&reply)
-                .and_then(|()| out.flush())
-                .map_err(local("writing output"))?;
-            Ok(ExitCode::SUCCESS)
-        }
         Some(Command::Send { talk, text }) => {
             let mut message = text.join(" ").into_bytes();
             message.push(b'\n');
-            let mut stream = client::connect(&talk.connect, talk.timeout)?;
-            if talk.banner {
-                print_banner(&mut stream, talk.timeout)?;
-            }
-            let reply = client::send(&mut stream, &message, talk.timeout)?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&reply.line)
-                .and_then(|()| out.flush())
-                .map_err(local("writing output"))?;
-            if reply.extra > 0 {
-                eprintln!(
-                    "upcase: warning: {} sent {} more byte(s) after the reply line; not printed",
-                    stream
-                        .peer_addr()
-                        .map_or_else(|_| talk.connect.clone(), |a| a.to_string()),
-                    reply.extra
-                );
+            match talk.tls.client(&talk.connect)? {
+                Some(tls) => {
+                    let mut stream = tls.connect(&talk.connect, talk.timeout)?;
+                    send_and_print(&mut stream, &talk, &message)?;
+                    stream.finish();
+                }
+                None => {
+                    let mut stream = client::connect(&talk.connect, talk.timeout)?;
+                    send_and_print(&mut stream, &talk, &message)?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         None if cli.talk.udp => {
             run_udp(&cli.talk, cli.no_history)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None if std::io::stdin().is_terminal() => {
+            let tls = cli.talk.tls.client(&cli.talk.connect)?;
+            let interrupted = client::interrupt::install().map_err(local("handling Ctrl-C"))?;
+            let prompt = if tls.is_some() {
+                "upcase/tls> "
+            } else {
+                "upcase> "
+            };
+            let mut editor = Editor::new(prompt, history_file(cli.no_history))
+                .map_err(local("starting the line editor"))?;
+            let session = client::Session {
+                target: &cli.talk.connect,
+                timeout: cli.talk.timeout,
+                tls: tls.as_ref(),
+                banner: cli.talk.banner,
+            };
+            client::interactive_session(
+                &session,
+                &mut editor,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+                interrupted,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         None if cli.talk.tls.tls => {
@@ -471,25 +460,14 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 .tls
                 .client(&cli.talk.connect)?
                 .unwrap_or_else(|| unreachable!());
-            run_tls(&cli.talk, &tls)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        None if std::io::stdin().is_terminal() => {
-            let interrupted = client::interrupt::install().map_err(local("handling Ctrl-C"))?;
-            let mut editor = Editor::new("upcase> ", history_file(cli.no_history))
-                .map_err(local("starting the line editor"))?;
-            let session = if cli.talk.banner {
-                client::interactive_with_banner
-            } else {
-                client::interactive
-            };
-            session(
+            let mut stderr = std::io::stderr();
+            client::pipe_tls(
                 &cli.talk.connect,
                 cli.talk.timeout,
-                &mut editor,
-                &mut std::io::stdout(),
-                &mut std::io::stderr(),
-                interrupted,
+                &tls,
+                cli.talk.banner.then_some(&mut stderr as &mut dyn Write),
+                tokio::io::stdin(),
+                tokio::io::stdout(),
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -533,16 +511,40 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
 }
 
 /// Reads the connection's banner line and prints it on stderr as it came.
-fn print_banner(stream: &mut std::net::TcpStream, timeout: Duration) -> Result<(), ClientError> {
-    write_banner(&client::read_banner(stream, timeout)?)
-}
-
-/// Prints a banner line on stderr as it came.
-fn write_banner(line: &[u8]) -> Result<(), ClientError> {
+fn print_banner<C: Connection>(stream: &mut C, timeout: Duration) -> Result<(), ClientError> {
+    let line = client::read_banner(stream, timeout)?;
     let mut err = std::io::stderr().lock();
-    err.write_all(line)
+    err.write_all(&line)
         .and_then(|()| err.flush())
         .map_err(local("writing the banner to stderr"))
+}
+
+/// `upcase send` on a connection, plain or TLS: the banner if asked for, the message, the
+/// reply line on stdout, and a warning for bytes after it.
+fn send_and_print<C: Connection>(
+    stream: &mut C,
+    talk: &SendTalk,
+    message: &[u8],
+) -> Result<(), ClientError> {
+    if talk.banner {
+        print_banner(stream, talk.timeout)?;
+    }
+    let reply = client::send(stream, message, talk.timeout)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&reply.line)
+        .and_then(|()| out.flush())
+        .map_err(local("writing output"))?;
+    if reply.extra > 0 {
+        eprintln!(
+            "upcase: warning: {} sent {} more byte(s) after the reply line; not printed",
+            stream
+                .socket()
+                .peer_addr()
+                .map_or_else(|_| talk.connect.clone(), |a| a.to_string()),
+            reply.extra
+        );
+    }
+    Ok(())
 }
 
 /// Where the interactive history goes: nowhere with `--no-history`, or when the
@@ -552,31 +554,6 @@ fn history_file(no_history: bool) -> Option<std::path::PathBuf> {
         return None;
     }
     client::history::default_path()
-}
-
-/// The interactive session and pipe mode over TLS.
-fn run_tls(talk: &Talk, tls: &client::TlsClient) -> Result<(), ClientError> {
-    if std::io::stdin().is_terminal() {
-        let mut editor =
-            Editor::new("upcase/tls> ", None).map_err(local("starting the line editor"))?;
-        client::interactive_tls(
-            &talk.connect,
-            talk.timeout,
-            tls,
-            &mut editor,
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        )
-    } else {
-        client::pipe_tls(
-            &talk.connect,
-            talk.timeout,
-            tls,
-            tokio::io::stdin(),
-            tokio::io::stdout(),
-        )
-        .map(|_| ())
-    }
 }
 
 /// The interactive session and pipe mode over UDP.

@@ -1,8 +1,9 @@
 //! The interactive session: a prompt, line editing and history, one reply per line.
 //!
-//! The session core, [`interactive`], reads lines from any [`LineSource`] and writes to
-//! any writer; [`Editor`] is the rustyline source the binary uses on a terminal, and tests
-//! drive the core with a plain iterator of lines.
+//! The session core, [`interactive_session`], reads lines from any [`LineSource`] and
+//! writes to any writer, over plain TCP or TLS (one loop, generic over the
+//! [`Connection`]); [`Editor`] is the rustyline source the binary uses on a terminal, and
+//! tests drive the core with a plain iterator of lines.
 //!
 //! Nothing typed is lost: lines typed ahead while a reply is awaited stay in the editor's
 //! buffer for the next prompt (rustyline's `buffer-redux`), and a paste that arrives as one
@@ -10,13 +11,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::connection::is_closed;
 use super::history::History;
-use super::{connect, peer, send_cancellable, ClientError};
+use super::{connect, peer, send_cancellable, ClientError, Connection, TlsClient};
 use crate::limits::HISTORY_MAX_ENTRIES;
 
 /// Where the interactive session's lines come from.
@@ -110,15 +111,59 @@ pub(super) fn split_lines(text: &str) -> impl Iterator<Item = String> + '_ {
     pieces.map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
 }
 
-/// Runs a session against `target`: each line from `lines` is sent with an LF, and its
-/// reply written to `out`. Notices (connected, reconnected, cancelled) go to `notes`.
+/// Where and how an interactive session connects: the server, the bound on each wait,
+/// TLS or not, and whether each connection starts with a banner line.
+#[derive(Debug, Clone, Copy)]
+pub struct Session<'a> {
+    /// The server's address, `HOST:PORT`.
+    pub target: &'a str,
+    /// Bound on connecting (the handshake included) and on the whole wait for each reply.
+    pub timeout: Duration,
+    /// Speak TLS with this client's configuration (`--tls`), or plain TCP.
+    pub tls: Option<&'a TlsClient>,
+    /// The server sends a banner line first (`upcased --banner`): each connection's, the
+    /// first and every reconnection's, is read and written to the notes before the session
+    /// goes on.
+    pub banner: bool,
+}
+
+/// Runs a session: each line from `lines` is sent with an LF, and its reply written to
+/// `out`. Notices (connected, reconnected, cancelled, the banners) go to `notes`. The same
+/// loop runs over plain TCP and over TLS.
 ///
 /// When the server has closed the connection (its idle timeout, or a restart), the next
 /// line reconnects first and says so; if that fails, so does the session, naming the
 /// address. When `interrupted` is raised (Ctrl-C, see [`super::interrupt`]) during a
 /// wait, the wait is abandoned, the connection dropped (its reply would arrive late and
 /// be taken for the next one's), the rest of a paste discarded (as the terminal discards
-/// typed-ahead input at Ctrl-C), and the session goes on with the next line.
+/// typed-ahead input at Ctrl-C), and the session goes on with the next line. At the end
+/// of the lines a TLS connection is closed with `close_notify`.
+pub fn interactive_session<L, W, N>(
+    session: &Session<'_>,
+    lines: &mut L,
+    out: &mut W,
+    notes: &mut N,
+    interrupted: &AtomicBool,
+) -> Result<(), ClientError>
+where
+    L: LineSource + ?Sized,
+    W: Write + ?Sized,
+    N: Write + ?Sized,
+{
+    let (target, timeout) = (session.target, session.timeout);
+    let io = Io {
+        lines,
+        out,
+        notes,
+        interrupted,
+    };
+    match session.tls {
+        Some(tls) => run(|| tls.connect(target, timeout), timeout, session.banner, io),
+        None => run(|| connect(target, timeout), timeout, session.banner, io),
+    }
+}
+
+/// [`interactive_session`] over plain TCP, without a banner.
 pub fn interactive<L, W, N>(
     target: &str,
     timeout: Duration,
@@ -132,12 +177,17 @@ where
     W: Write + ?Sized,
     N: Write + ?Sized,
 {
-    session(target, timeout, false, lines, out, notes, interrupted)
+    let session = Session {
+        target,
+        timeout,
+        tls: None,
+        banner: false,
+    };
+    interactive_session(&session, lines, out, notes, interrupted)
 }
 
-/// [`interactive`] against a server that sends a banner line (`upcased --banner`): each
-/// connection's banner, the first and every reconnection's, is read and written to `notes`
-/// before the session goes on.
+/// [`interactive_session`] over plain TCP, against a server that sends a banner line
+/// (`upcased --banner`).
 pub fn interactive_with_banner<L, W, N>(
     target: &str,
     timeout: Duration,
@@ -151,33 +201,70 @@ where
     W: Write + ?Sized,
     N: Write + ?Sized,
 {
-    session(target, timeout, true, lines, out, notes, interrupted)
+    let session = Session {
+        target,
+        timeout,
+        tls: None,
+        banner: true,
+    };
+    interactive_session(&session, lines, out, notes, interrupted)
 }
 
-fn session<L, W, N>(
-    target: &str,
+/// The session's input, output, notes and Ctrl-C flag.
+struct Io<'a, L: ?Sized, W: ?Sized, N: ?Sized> {
+    lines: &'a mut L,
+    out: &'a mut W,
+    notes: &'a mut N,
+    interrupted: &'a AtomicBool,
+}
+
+/// The session loop, on connections that `dial` opens.
+fn run<C, L, W, N>(
+    dial: impl Fn() -> Result<C, ClientError>,
     timeout: Duration,
     banner: bool,
-    lines: &mut L,
-    out: &mut W,
-    notes: &mut N,
-    interrupted: &AtomicBool,
+    io: Io<'_, L, W, N>,
 ) -> Result<(), ClientError>
 where
+    C: Connection,
     L: LineSource + ?Sized,
     W: Write + ?Sized,
     N: Write + ?Sized,
 {
+    let Io {
+        lines,
+        out,
+        notes,
+        interrupted,
+    } = io;
     let local = |what| move |source| ClientError::Local { what, source };
-    let mut first = connect(target, timeout)?;
+    let mut first = dial()?;
+    let over = first
+        .tls_version()
+        .map_or_else(String::new, |v| format!(" over {v}"));
     let _ = writeln!(
         notes,
-        "connected to {}; type a line, Ctrl-D to quit (Ctrl-C cancels a wait)",
-        peer(&first)
+        "connected to {}{over}; type a line, Ctrl-D to quit (Ctrl-C cancels a wait)",
+        peer(first.socket())
     );
     if banner {
         show_banner(&mut first, timeout, notes)?;
     }
+    let reconnect = |old: Option<&C>, notes: &mut N| -> Result<C, ClientError> {
+        if let Some(old) = old {
+            let _ = writeln!(
+                notes,
+                "the server at {} closed the connection",
+                peer(old.socket())
+            );
+        }
+        let mut stream = dial()?;
+        let _ = writeln!(notes, "reconnected to {}", peer(stream.socket()));
+        if banner {
+            show_banner(&mut stream, timeout, notes)?;
+        }
+        Ok(stream)
+    };
     let mut stream = Some(first);
     // A connection that has not yet carried a reply: if it closes unanswered, trying a
     // new one would only repeat that.
@@ -192,20 +279,28 @@ where
                     queue.extend(split_lines(&text));
                     continue;
                 }
-                None => return Ok(()),
+                None => {
+                    if let Some(mut s) = stream {
+                        s.finish();
+                    }
+                    return Ok(());
+                }
             }
         };
         let mut message = line.into_bytes();
         message.push(b'\n');
         let mut conn = match stream.take() {
-            Some(s) if is_closed(&s) => {
-                fresh = true;
-                reconnect(target, timeout, banner, Some(&s), notes)?
+            Some(mut s) => {
+                if is_closed(&mut s) {
+                    fresh = true;
+                    reconnect(Some(&s), notes)?
+                } else {
+                    s
+                }
             }
-            Some(s) => s,
             None => {
                 fresh = true;
-                reconnect(target, timeout, banner, None, notes)?
+                reconnect(None, notes)?
             }
         };
         let mut outcome = send_cancellable(&mut conn, &message, timeout, interrupted);
@@ -218,7 +313,7 @@ where
             )
         {
             // Gone between the check and the send: once more on a new connection.
-            conn = reconnect(target, timeout, banner, Some(&conn), notes)?;
+            conn = reconnect(Some(&conn), notes)?;
             outcome = send_cancellable(&mut conn, &message, timeout, interrupted);
         }
         match outcome {
@@ -247,57 +342,15 @@ where
     }
 }
 
-fn reconnect<N: Write + ?Sized>(
-    target: &str,
-    timeout: Duration,
-    banner: bool,
-    old: Option<&TcpStream>,
-    notes: &mut N,
-) -> Result<TcpStream, ClientError> {
-    if let Some(old) = old {
-        let _ = writeln!(notes, "the server at {} closed the connection", peer(old));
-    }
-    let mut stream = connect(target, timeout)?;
-    let _ = writeln!(notes, "reconnected to {}", peer(&stream));
-    if banner {
-        show_banner(&mut stream, timeout, notes)?;
-    }
-    Ok(stream)
-}
-
 /// Reads the connection's banner line and writes it to `notes` as it came.
-fn show_banner<N: Write + ?Sized>(
-    stream: &mut TcpStream,
+fn show_banner<C: Connection, N: Write + ?Sized>(
+    stream: &mut C,
     timeout: Duration,
     notes: &mut N,
 ) -> Result<(), ClientError> {
     let line = super::read_banner(stream, timeout)?;
     let _ = notes.write_all(&line).and_then(|()| notes.flush());
     Ok(())
-}
-
-/// Whether the server has closed its side (or reset) while we were waiting for the user.
-/// Bytes it sent that nobody asked for (after an earlier reply) are read and dropped here,
-/// so that they cannot be taken for the start of the next reply.
-fn is_closed(stream: &TcpStream) -> bool {
-    use std::io::Read;
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut buf = [0u8; 4096];
-    // Bounded, against a server that never stops sending.
-    let mut reads = 0;
-    let closed = loop {
-        reads += 1;
-        match (&*stream).read(&mut buf) {
-            Ok(0) => break true,
-            Ok(_) if reads < 256 => continue,
-            Ok(_) => break false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break e.kind() != io::ErrorKind::WouldBlock,
-        }
-    };
-    closed || stream.set_nonblocking(false).is_err()
 }
 
 #[cfg(test)]

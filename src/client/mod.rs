@@ -11,15 +11,22 @@
 //! - over UDP, [`UdpClient`] with [`pipe_udp`] and [`interactive_udp`]: one datagram per
 //!   message.
 //!
+//! Over TLS (`--tls`, [`TlsClient`]), `send`, the session and the banner ([`read_banner`])
+//! are the same code on a TLS stream: each is generic over a [`Connection`], a socket or
+//! TLS on one. Pipe mode over TLS is [`pipe_tls`], on a runtime of its own, since a TLS
+//! connection cannot be split into a socket per direction.
+//!
 //! Every address goes through [`crate::units::parse_host_port`], the rule `upcased` uses
 //! for `--listen`, and every connection through [`connect_each`] (or its async twin
 //! [`connect_each_async`], which `upcase bench` uses), so that all of them try the same
 //! addresses and report the same error.
 //!
 //! The client uses plain blocking sockets and at most two threads: there is one
-//! connection, and blocking I/O with large buffers is as fast as it gets for that.
+//! connection, and blocking I/O with large buffers is as fast as it gets for that. (Pipe
+//! mode over TLS is the exception: one current-thread runtime, both directions in it.)
 
 mod banner;
+mod connection;
 pub mod history;
 mod interactive;
 pub mod interrupt;
@@ -28,15 +35,18 @@ mod tls;
 mod udp;
 
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use banner::{read_banner, read_banner_tls, MAX_BANNER_LINE};
-pub use interactive::{interactive, interactive_with_banner, Editor, LineSource};
+pub use banner::{read_banner, MAX_BANNER_LINE};
+pub use connection::Connection;
+pub use interactive::{
+    interactive, interactive_session, interactive_with_banner, Editor, LineSource, Session,
+};
 pub use pipe::{pipe, PipeStats};
-pub use tls::{interactive_tls, pipe_tls, send_tls, TlsClient, TlsOptions};
+pub use tls::{pipe_tls, TlsClient, TlsOptions};
 pub use udp::{interactive_udp, pipe_udp, UdpClient};
 
 use crate::limits::MAX_REPLY;
@@ -396,16 +406,18 @@ pub struct Reply {
 }
 
 /// Sends one message and reads its reply: as many lines as the message holds (one, for
-/// a message that ends in LF), or for a message without LF everything up to EOF.
+/// a message that ends in LF), or for a message without LF everything up to EOF (over TLS,
+/// up to the server's `close_notify`).
 ///
 /// `timeout` bounds the whole exchange, sending included: a server that trickles bytes
 /// cannot stretch it. The reply held is bounded by [`MAX_REPLY`] (or three times the
 /// message, if that is more: no correct reply is longer). Fails with
 /// [`ClientError::Timeout`] (saying what arrived), [`ClientError::Closed`] when the server
 /// closes without a byte of reply, [`ClientError::ClosedEarly`] when it closes in the
-/// middle, and [`ClientError::ReplyTooLong`].
-pub fn send(
-    stream: &mut TcpStream,
+/// middle (over TLS, [`ClientError::Truncated`] when a reply read to the close ends without
+/// `close_notify`), and [`ClientError::ReplyTooLong`].
+pub fn send<C: Connection + ?Sized>(
+    stream: &mut C,
     message: &[u8],
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
@@ -414,18 +426,19 @@ pub fn send(
 
 /// [`send`], giving up with [`ClientError::Cancelled`] soon after `cancel` becomes true
 /// (Ctrl-C in an interactive session).
-pub fn send_cancellable(
-    stream: &mut TcpStream,
+pub fn send_cancellable<C: Connection + ?Sized>(
+    stream: &mut C,
     message: &[u8],
     timeout: Duration,
     cancel: &AtomicBool,
 ) -> Result<Reply, ClientError> {
-    let addr = peer(stream);
+    let addr = peer(stream.socket());
+    let tls = stream.tls_version().is_some();
     let io = |source: io::Error| ClientError::Io { addr, source };
     let deadline = Deadline::after(timeout);
     let mut reply = Vec::with_capacity(message.len());
     // Waits one tick at most, so that Ctrl-C and the deadline are looked at in time.
-    let tick = |stream: &TcpStream, reply: &Vec<u8>, write: bool| -> Result<(), ClientError> {
+    let tick = |sock: &TcpStream, reply: &Vec<u8>, write: bool| -> Result<(), ClientError> {
         if cancel.load(Ordering::Relaxed) {
             return Err(ClientError::Cancelled);
         }
@@ -445,23 +458,34 @@ pub fn send_cancellable(
         })?;
         let t = Some(left.min(CANCEL_TICK));
         if write {
-            stream.set_write_timeout(t).map_err(io)
+            sock.set_write_timeout(t).map_err(io)
         } else {
-            stream.set_read_timeout(t).map_err(io)
+            sock.set_read_timeout(t).map_err(io)
         }
+    };
+    let write_failed = |e: io::Error| match e.kind() {
+        io::ErrorKind::BrokenPipe => ClientError::Closed { addr, tls },
+        _ => io(e),
     };
 
     let mut sent = 0;
     while sent < message.len() {
-        tick(stream, &reply, true)?;
+        tick(stream.socket(), &reply, true)?;
         match stream.write(&message[sent..]) {
             Ok(0) => return Err(ClientError::InputRefused { addr }),
             Ok(n) => sent += n,
             Err(e) if is_wait(&e) => {}
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                return Err(ClientError::Closed { addr, tls: false })
-            }
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(write_failed(e)),
+        }
+    }
+    // Over TLS the message may still sit encrypted in rustls's buffer; on a socket this
+    // does nothing.
+    loop {
+        tick(stream.socket(), &reply, true)?;
+        match stream.flush() {
+            Ok(()) => break,
+            Err(e) if is_wait(&e) => {}
+            Err(e) => return Err(write_failed(e)),
         }
     }
 
@@ -470,19 +494,37 @@ pub fn send_cancellable(
     let mut buf = vec![0u8; 64 * 1024];
     let mut seen_lf = 0;
     loop {
-        tick(stream, &reply, false)?;
+        tick(stream.socket(), &reply, false)?;
         let room = (limit + 1 - reply.len()).min(buf.len());
         let n = match stream.read(&mut buf[..room]) {
             Ok(n) => n,
             Err(e) if is_wait(&e) => continue,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && reply.is_empty() => {
-                return Err(ClientError::Closed { addr, tls: false })
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                ) && reply.is_empty() =>
+            {
+                return Err(ClientError::Closed { addr, tls })
+            }
+            // TLS: the server closed without close_notify.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(match (reply.is_empty(), want_lf) {
+                    (true, _) => ClientError::Closed { addr, tls },
+                    // Read to the close: nothing tells its end from a cut.
+                    (false, 0) => ClientError::Truncated { addr },
+                    (false, _) => ClientError::ClosedEarly {
+                        addr,
+                        got: reply,
+                        want_lines: want_lf,
+                    },
+                });
             }
             Err(e) => return Err(io(e)),
         };
         if n == 0 {
             return match (reply.is_empty(), want_lf) {
-                (true, _) => Err(ClientError::Closed { addr, tls: false }),
+                (true, _) => Err(ClientError::Closed { addr, tls }),
                 // No LF asked for: the reply is everything up to EOF.
                 (false, 0) => Ok(Reply {
                     line: reply,

@@ -1,13 +1,15 @@
-//! The client's three ways of talking, over TLS: `send`, the interactive session and pipe
-//! mode, on [`crate::tls`]'s configurations and handshakes.
+//! The client over TLS: [`TlsClient`], the configuration and name every connection of a
+//! run uses, on [`crate::tls`]'s configurations and handshakes; and pipe mode over TLS.
 //!
-//! `send` and the session use the blocking [`tls::BlockingStream`] (its `.sock` is the
-//! socket, for timeouts and peeks); pipe mode runs [`tls::pipe`] on a current-thread
-//! runtime, both directions on the one stream, since a TLS connection cannot be cloned per
-//! direction the way a socket can. A server that closes without `close_notify` may have
-//! cut its reply short: that is reported as [`ClientError::Truncated`].
+//! `send`, the interactive session and the banner are the plain ones run on the blocking
+//! [`tls::BlockingStream`] that [`TlsClient::connect`] returns (a
+//! [`Connection`](super::Connection)). Pipe mode is not: it runs [`tls::pipe`] on a
+//! current-thread runtime, both directions on the one stream, since a TLS connection cannot
+//! be cloned per direction the way a socket can. A server that closes without
+//! `close_notify` may have cut its reply short: that is reported as
+//! [`ClientError::Truncated`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,8 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{connect, interactive::LineSource, ClientError};
+use super::banner::read_banner_async;
+use super::{connect, ClientError};
 use crate::tls::{self, BlockingStream, PipeError, PipeStats};
 
 /// What `--tls`, `--ca`, `--sni` and `--insecure` ask for.
@@ -69,150 +72,18 @@ impl TlsClient {
     }
 }
 
-/// [`send`](super::send) over TLS: one message, and the reply up to as many LFs as the
-/// message holds, or up to the server's `close_notify`.
-pub fn send_tls(
-    stream: &mut BlockingStream,
-    message: &[u8],
-    timeout: Duration,
-) -> Result<Vec<u8>, ClientError> {
-    let addr = super::peer(&stream.sock);
-    let io_err = |source: io::Error, got: &[u8]| match source.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
-            addr,
-            after: timeout,
-            got: got.to_vec(),
-        },
-        _ => ClientError::Io { addr, source },
-    };
-    stream
-        .write_all(message)
-        .and_then(|()| stream.flush())
-        .map_err(|e| io_err(e, &[]))?;
-    let want_lf = message.iter().filter(|&&b| b == b'\n').count();
-    stream
-        .sock
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| io_err(e, &[]))?;
-    let mut reply = Vec::with_capacity(message.len());
-    let mut buf = [0u8; 16 * 1024];
-    let mut seen_lf = 0;
-    loop {
-        if want_lf > 0 && seen_lf >= want_lf {
-            return Ok(reply);
-        }
-        let n = match stream.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(if reply.is_empty() {
-                    ClientError::Closed { addr, tls: true }
-                } else {
-                    ClientError::Truncated { addr }
-                })
-            }
-            Err(e) => return Err(io_err(e, &reply)),
-        };
-        if n == 0 {
-            return if reply.is_empty() {
-                Err(ClientError::Closed { addr, tls: true })
-            } else {
-                Ok(reply)
-            };
-        }
-        seen_lf += buf[..n].iter().filter(|&&b| b == b'\n').count();
-        reply.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// [`interactive`](super::interactive) over TLS: each line is sent with an LF and its reply
-/// written to `out`; a connection the server has closed is replaced (a new handshake) at
-/// the next line, and `notes` says so.
-pub fn interactive_tls<L, W, N>(
-    target: &str,
-    timeout: Duration,
-    client: &TlsClient,
-    lines: &mut L,
-    out: &mut W,
-    notes: &mut N,
-) -> Result<(), ClientError>
-where
-    L: LineSource + ?Sized,
-    W: Write + ?Sized,
-    N: Write + ?Sized,
-{
-    let local = |what| move |source| ClientError::Local { what, source };
-    let mut stream = client.connect(target, timeout)?;
-    let _ = writeln!(
-        notes,
-        "connected to {} over {}; type a line, Ctrl-D to quit",
-        super::peer(&stream.sock),
-        tls::session_info(&stream.conn).version
-    );
-    while let Some(line) = lines.next_line().map_err(local("reading input"))? {
-        let mut message = line.into_bytes();
-        message.push(b'\n');
-        if is_closed(&stream.sock) {
-            stream = reconnect(target, timeout, client, &stream, notes)?;
-        }
-        let reply = match send_tls(&mut stream, &message, timeout) {
-            Ok(r) => r,
-            Err(ClientError::Closed { .. } | ClientError::Io { .. }) => {
-                // Gone between the check and the send (a close_notify waiting unread
-                // looks like data to the check): once more on a new connection.
-                stream = reconnect(target, timeout, client, &stream, notes)?;
-                send_tls(&mut stream, &message, timeout)?
-            }
-            Err(e) => return Err(e),
-        };
-        out.write_all(&reply)
-            .and_then(|()| out.flush())
-            .map_err(local("writing output"))?;
-    }
-    let _ = tls::close_write(&mut stream);
-    Ok(())
-}
-
-/// Whether the server has closed its side (or reset) while we waited for the user, asked of
-/// the socket with a peek: over TLS nothing may be read past rustls. A `close_notify`
-/// waiting unread looks like data here; the send that follows finds it.
-fn is_closed(sock: &std::net::TcpStream) -> bool {
-    if sock.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut b = [0u8; 1];
-    let closed = match sock.peek(&mut b) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    };
-    closed || sock.set_nonblocking(false).is_err()
-}
-
-fn reconnect<N: Write + ?Sized>(
-    target: &str,
-    timeout: Duration,
-    client: &TlsClient,
-    old: &BlockingStream,
-    notes: &mut N,
-) -> Result<BlockingStream, ClientError> {
-    let _ = writeln!(
-        notes,
-        "the server at {} closed the connection",
-        super::peer(&old.sock)
-    );
-    let stream = client.connect(target, timeout)?;
-    let _ = writeln!(notes, "reconnected to {}", super::peer(&stream.sock));
-    Ok(stream)
-}
-
 /// [`pipe`](super::pipe) over TLS: `input` through the server into `output`, full duplex
 /// and binary-safe, on a current-thread runtime of its own. At input EOF it sends
 /// `close_notify` and FIN; it ends at the server's `close_notify`.
+///
+/// With `banner` (`--banner`), the server's banner line is read first, inside TLS after the
+/// handshake, within `timeout`, and written there as it came; then the pipe begins. The
+/// errors are [`read_banner`](super::read_banner)'s.
 pub fn pipe_tls<R, W>(
     target: &str,
     timeout: Duration,
     client: &TlsClient,
+    banner: Option<&mut dyn Write>,
     input: R,
     output: W,
 ) -> Result<PipeStats, ClientError>
@@ -232,7 +103,13 @@ where
             .map_err(|source| ClientError::Io { addr, source })?;
         let tcp = tokio::net::TcpStream::from_std(tcp)
             .map_err(|source| ClientError::Io { addr, source })?;
-        let stream = tls::connect(tcp, &client.config, client.name.clone(), timeout).await?;
+        let mut stream = tls::connect(tcp, &client.config, client.name.clone(), timeout).await?;
+        if let Some(to) = banner {
+            let line = read_banner_async(&mut stream, (addr, true), timeout).await?;
+            to.write_all(&line)
+                .and_then(|()| to.flush())
+                .map_err(local("writing the banner"))?;
+        }
         tls::pipe(input, output, stream, timeout)
             .await
             .map_err(|e| pipe_error(addr, e))

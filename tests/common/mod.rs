@@ -206,6 +206,28 @@ impl Upcased {
         }
     }
 
+    /// `upcased` with a TLS listener on a free port (`--tls-listen 127.0.0.1:0`) and `args`
+    /// (a certificate: `--tls-self-signed FILE`, or `--tls-cert` and `--tls-key`); `addr`
+    /// is the TLS listener's. The plain `--listen` that [`Upcased::spawn_with`] adds is there
+    /// too.
+    pub fn spawn_tls(args: &[&str]) -> Upcased {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upcased"));
+        cmd.env_remove("UPCASED_TLS_LISTEN");
+        let mut u = Self::spawn_with(cmd, &[&["--tls-listen", "127.0.0.1:0"], args].concat());
+        // The TLS listener is logged after the plain one.
+        let end = Instant::now() + PATIENCE;
+        loop {
+            let log = u.log();
+            if let Some(line) = log.lines().find(|l| l.contains(" (tls")) {
+                let addr = line.rsplit("listening on ").next().unwrap();
+                u.addr = addr.split(" (tls").next().unwrap().parse().unwrap();
+                return u;
+            }
+            assert!(Instant::now() < end, "no TLS listener: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
