@@ -284,7 +284,7 @@ fn upcase_bench(addr: SocketAddr) -> Command {
 }
 
 /// Every field `docs/bench.md` documents, with its JSON type.
-const FIELDS: [(&str, &str); 25] = [
+const FIELDS: [(&str, &str); 26] = [
     ("target", "string"),
     ("peer", "string"),
     ("transport", "string"),
@@ -307,6 +307,7 @@ const FIELDS: [(&str, &str); 25] = [
     ("first_wrong_reply", "object|null"),
     ("first_connect_error", "string|null"),
     ("reconnects", "integer"),
+    ("retried", "integer"),
     ("banners", "object|null"),
     ("interrupted", "bool"),
     ("errors", "object"),
@@ -1026,15 +1027,157 @@ fn reconnect_reopens_a_connection_closed_cleanly_between_messages() {
     assert_eq!((r.reconnects, r.errors.resets), (0, 1), "{r:?}");
 }
 
+/// As upcased's drain does at a line boundary with the next message already sent: answers
+/// `replies` lines, waits for the next one, then sends FIN and reads (and discards)
+/// whatever still comes until the client closes: the messages in flight at the FIN are
+/// read and never answered.
+fn answering_then_draining(stream: TcpStream, replies: usize) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = Vec::new();
+    for _ in 0..replies {
+        line.clear();
+        if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            return;
+        }
+        if writer
+            .write_all(&transform::upcase(&line, Mode::Unicode))
+            .is_err()
+        {
+            return;
+        }
+    }
+    line.clear();
+    let _ = reader.read_until(b'\n', &mut line);
+    let _ = writer.shutdown(std::net::Shutdown::Write);
+    let _ = std::io::copy(&mut reader, &mut std::io::sink());
+}
+
 #[test]
-fn reconnect_does_not_forgive_a_close_with_a_reply_owed() {
+fn reconnect_sends_again_a_message_the_server_closed_without_answering() {
+    // Closed loop: the next message is on its way when the FIN comes, every time.
     let addr = tcp_fixture(|s| closing_after(s, 2, true));
     let args = BenchArgs {
         reconnect: true,
         ..owed_args(1)
     };
     let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
-    assert_eq!(r.reconnects, 0, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert!(r.retried >= 1, "{r:?}");
+    assert_eq!(
+        r.retried, r.reconnects,
+        "one message owed at each close: {r:?}"
+    );
+    assert!(r.messages > 2, "served across connections: {r:?}");
+    let mut table = Vec::new();
+    bench::export::write_table(&r, &mut table).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(
+        table.contains(&format!(
+            "{} messages it closed without answering sent again",
+            r.retried
+        )),
+        "{table}"
+    );
+
+    // Without the flag that close is an error, as before.
+    let args = BenchArgs {
+        reconnect: false,
+        ..args
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert_eq!(
+        (r.reconnects, r.retried, r.errors.resets),
+        (0, 0, 1),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn reconnect_sends_again_every_message_of_a_pipeline_in_order() {
+    // Four in flight; the server answers eight per connection, takes the ninth, then
+    // drains: up to four owed at each FIN, sent again in order, every reply checked.
+    let addr = tcp_fixture(|s| answering_then_draining(s, 8));
+    let args = BenchArgs {
+        reconnect: true,
+        pipeline: 4,
+        ..owed_args(2)
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert!(r.reconnects >= 2, "{r:?}");
+    assert!(
+        r.retried > r.reconnects,
+        "more than one owed per close: {r:?}"
+    );
+    assert!(r.retried <= 4 * r.reconnects, "{r:?}");
+}
+
+#[test]
+fn reconnect_does_not_forgive_a_reply_cut_short() {
+    // Two replies, then half of the third, then FIN: the server stopped inside a reply.
+    fn half_reply(stream: TcpStream) {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = Vec::new();
+        for i in 0..3 {
+            line.clear();
+            if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                return;
+            }
+            let reply = transform::upcase(&line, Mode::Unicode);
+            let cut = if i == 2 { reply.len() / 2 } else { reply.len() };
+            if writer.write_all(&reply[..cut]).is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    }
+    let addr = tcp_fixture(half_reply);
+    let args = BenchArgs {
+        reconnect: true,
+        ..owed_args(1)
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert_eq!((r.reconnects, r.retried), (0, 0), "{r:?}");
+    assert_eq!(r.errors.resets, 1, "{r:?}");
+    assert_eq!(r.exit_code(), 1);
+}
+
+#[test]
+fn reconnect_does_not_send_again_on_a_connection_that_answered_nothing() {
+    // Takes the first message and closes: a fresh connection closed unanswered is not a
+    // server going away after serving, and sending again would loop.
+    let addr = tcp_fixture(|s| answering_then_draining(s, 0));
+    let args = BenchArgs {
+        reconnect: true,
+        ..owed_args(1)
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert_eq!((r.reconnects, r.retried), (0, 0), "{r:?}");
+    assert_eq!(r.errors.refused, 1, "{r:?}");
+    assert_eq!(r.exit_code(), 1);
+}
+
+#[test]
+fn reconnect_does_not_send_a_message_a_third_time() {
+    // The first connection answers two and drains the third; every later one takes that
+    // message again and closes unanswered: the retry failed, and is not retried.
+    static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    fn first_then_nothing(stream: TcpStream) {
+        let first = FIRST.swap(false, std::sync::atomic::Ordering::SeqCst);
+        answering_then_draining(stream, if first { 2 } else { 0 });
+    }
+    let addr = tcp_fixture(first_then_nothing);
+    let args = BenchArgs {
+        reconnect: true,
+        ..owed_args(1)
+    };
+    let r = bench::run(&addr.to_string(), TIMEOUT, &args, None).unwrap();
+    assert_eq!((r.reconnects, r.retried), (1, 1), "{r:?}");
     assert_eq!(r.errors.resets, 1, "{r:?}");
     assert_eq!(r.exit_code(), 1);
 }

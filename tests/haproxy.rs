@@ -3,7 +3,8 @@
 //! PATH: the banner and the log name the real client, `/metrics` counts it, and after
 //! SIGTERM `/readyz` says 503 and HAProxy takes the server out of rotation. And HAProxy in
 //! TLS passthrough (`mode tcp`, `send-proxy-v2` to a TLS listener): the PROXY header comes
-//! before the client's handshake, and the banner inside TLS names the client.
+//! before the client's handshake, and the banner inside TLS names the client. And a rolling
+//! drain of one of two instances under `upcase bench --reconnect` loses no line.
 
 mod common;
 
@@ -351,4 +352,146 @@ backend upcased_tls
     assert!(!u.log().contains("TLS handshake failed"), "{}", u.log());
     u.signal("TERM");
     assert!(u.wait().success());
+}
+
+#[test]
+fn a_rolling_drain_behind_haproxy_loses_no_line_under_bench_reconnect() {
+    // Two instances, as deploy/haproxy.cfg has three: each on its own loopback address,
+    // the same data and admin ports on both. SIGTERM of one in the middle of a closed-loop
+    // run: HAProxy takes it out on /readyz, then its drain closes each connection at a line
+    // boundary, most with bench's next line already on its way; bench reconnects and sends
+    // that line again. Every line sent must be answered, right, with no error of any kind.
+    if !haproxy_on_path() {
+        eprintln!("skipped: haproxy not found");
+        return;
+    }
+    let upcased = || Command::new(env!("CARGO_BIN_EXE_upcased"));
+    let args = |ip: &str, admin: &str, id: &str| -> Vec<String> {
+        [
+            "--proxy-protocol",
+            "v2",
+            "--admin",
+            &format!("{ip}:{admin}"),
+            "--banner",
+            "{id} saw {client}",
+            "--instance-id",
+            id,
+            "--drain-delay",
+            "1500ms",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let a_args = args("127.0.2.1", "0", "a");
+    let mut a = Upcased::spawn_listening(
+        upcased(),
+        "127.0.2.1:0",
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let admin_port = admin_addr(&a).port();
+    let data_port = a.addr.port();
+    let b_args = args("127.0.2.2", &admin_port.to_string(), "b");
+    let mut b = Upcased::spawn_listening(
+        upcased(),
+        &format!("127.0.2.2:{data_port}"),
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"global
+    maxconn 256
+    log stderr format short local0 notice
+defaults
+    mode tcp
+    log global
+    timeout connect 2s
+    timeout client 20s
+    timeout server 20s
+    timeout check 1s
+frontend upcase
+    bind {front}
+    default_backend upcased
+backend upcased
+    balance leastconn
+    option tcp-check
+    tcp-check connect port {admin_port} linger
+    tcp-check send "GET /readyz HTTP/1.1\r\nHost: upcased\r\nConnection: close\r\n\r\n"
+    tcp-check expect rstring "^HTTP/1\.[01] 200"
+    tcp-check connect default linger
+    tcp-check send "ping\n"
+    tcp-check expect string PING
+    default-server send-proxy-v2 check check-send-proxy inter 200ms fall 1 rise 1
+    server a {a}
+    server b {b}
+"#,
+            a = a.addr,
+            b = b.addr,
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("haproxy.log");
+    let _haproxy = Haproxy(
+        Command::new("haproxy")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let end = Instant::now() + PATIENCE;
+    while through(front).is_none() {
+        assert!(Instant::now() < end, "nothing through haproxy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let bench = Command::new(env!("CARGO_BIN_EXE_upcase"))
+        .args(["--connect", &front.to_string(), "--timeout", "10s", "bench"])
+        .args(["--banner", "--reconnect", "--connections", "30"])
+        .args(["--duration", "4s", "--warmup", "0", "--json"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    a.signal("TERM");
+    assert!(a.wait().success(), "{}", a.log());
+    let out = bench.wait_with_output().unwrap();
+    b.signal("TERM");
+    assert!(b.wait().success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("upcased/a is DOWN"), "{said}");
+    for e in [
+        "wrong_replies",
+        "resets",
+        "timeouts",
+        "connect_failures",
+        "refused",
+    ] {
+        assert_eq!(r["errors"][e], 0, "{e}: {r}");
+    }
+    let count = |id: &str| -> u64 {
+        let banners = r["banners"].as_object().unwrap();
+        let prefix = format!("{id} saw ");
+        banners
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    let (held, reconnects) = (count("a"), r["reconnects"].as_u64().unwrap());
+    assert!(held > 0 && count("b") > 0, "both served: {r}");
+    assert!(
+        reconnects > 0 && reconnects <= held,
+        "a's connections moved: {r}"
+    );
+    assert!(r["retried"].as_u64().unwrap() <= reconnects, "{r}");
+    assert!(out.status.success(), "{r}");
+    assert!(!a.log().contains("cut a line"), "{}", a.log());
 }

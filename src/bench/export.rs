@@ -83,8 +83,8 @@ pub fn write_table(r: &BenchResult, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
             "  reconnects   {} reconnects: connections the server closed cleanly between \
-             messages, opened again",
-            r.reconnects
+             messages, opened again; {} messages it closed without answering sent again",
+            r.reconnects, r.retried
         )?;
     }
     let e = &r.errors;

@@ -122,9 +122,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub banner: bool,
 
-    /// Reopen a connection that the server closes cleanly at a message boundary with every
-    /// reply complete (a rolling restart, a balancer), counting it in `reconnects` rather
-    /// than as an error. A close with a reply owed stays an error.
+    /// Reopen a connection that the server closes cleanly at a message boundary (a rolling
+    /// restart, a balancer), counting it in `reconnects` rather than as an error. Messages
+    /// it closed without a byte of their reply are sent again on the new connection, once
+    /// (`retried`); a close inside a reply stays an error.
     #[arg(long)]
     pub reconnect: bool,
 

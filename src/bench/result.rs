@@ -67,9 +67,14 @@ pub struct BenchResult {
     pub first_wrong_reply: Option<Detail>,
     /// Why the first connection that failed to open failed; `null` when all opened.
     pub first_connect_error: Option<String>,
-    /// `--reconnect`: connections the server closed cleanly at a message boundary, with
-    /// every reply complete, that were opened again (not errors). 0 without the flag.
+    /// `--reconnect`: connections the server closed cleanly at a message boundary (its
+    /// last byte ended a reply), that were opened again (not errors). 0 without the flag.
     pub reconnects: u64,
+    /// `--reconnect`: messages sent again on the reopened connection because the server
+    /// closed cleanly before a byte of their reply (a drain at a line boundary crossing
+    /// the next message); each is answered and checked there, or counted as an error.
+    /// 0 without the flag.
+    pub retried: u64,
     /// `--banner`: each distinct banner line (without its line end, invalid UTF-8 replaced)
     /// and how many connections got it; `null` without `--banner`.
     pub banners: Option<std::collections::BTreeMap<String, u64>>,

@@ -10,19 +10,22 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::admission::Refusal;
+use super::drain::Accepting;
 use super::listeners::{ListenerSettings, Preamble};
 use super::stats::{bump, WorkerStats};
 use super::{conn, preface, tls, Shared};
 use crate::limits;
 
 /// Accepts until the drain begins, then closes the listener (by dropping it) so that new
-/// connections are refused.
+/// connections are refused, and only then lets go of `registered`: once every listener is
+/// closed, connections drain (see [`Drain`](super::drain::Drain)).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     settings: ListenerSettings,
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     tracker: TaskTracker,
+    registered: Accepting,
 ) {
     let local = listener.local_addr().ok();
     // `{server}` in the banner: the listener's own address.
@@ -31,7 +34,7 @@ pub(crate) async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             biased;
-            () = shared.drain.cancelled() => break,
+            () = shared.drain.stop_accepting() => break,
             r = listener.accept() => r,
         };
         match accepted {
@@ -108,7 +111,7 @@ pub(crate) async fn accept_loop(
                 });
                 tokio::select! {
                     biased;
-                    () = shared.drain.cancelled() => break,
+                    () = shared.drain.stop_accepting() => break,
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(limits::ACCEPT_BACKOFF_MAX);
@@ -120,9 +123,11 @@ pub(crate) async fn accept_loop(
             }
         }
     }
+    drop(listener);
     if let Some(local) = local {
         debug!(%local, "listener closed");
     }
+    drop(registered);
 }
 
 /// Closes a connection over a limit at once, with no data, and counts it. `peer` is the

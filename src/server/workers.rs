@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::accept::accept_loop;
+use super::drain::Drain;
 use super::listeners::Listeners;
 use super::stats::WorkerStats;
 use super::{udp, Shared};
@@ -60,6 +61,7 @@ pub(crate) async fn worker(
             shared.clone(),
             stats.clone(),
             tracker.clone(),
+            Drain::accepting(&shared),
         )));
     }
     if report {
@@ -71,6 +73,8 @@ pub(crate) async fn worker(
     for t in tasks {
         let _ = t.await;
     }
+    // This worker's listeners are closed; connections drain once every worker's are.
+    shared.drain.cancelled().await;
     // The drain has begun: every connection closes itself by the drain deadline, its
     // lingering close included. The margin only covers scheduling.
     tracker.close();

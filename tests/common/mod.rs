@@ -163,9 +163,14 @@ impl Upcased {
 
     /// Spawns `cmd` (which runs upcased, perhaps under a wrapper) with `--listen
     /// 127.0.0.1:0` and `args`, and waits for its "listening on" line.
-    pub fn spawn_with(mut cmd: Command, args: &[&str]) -> Upcased {
+    pub fn spawn_with(cmd: Command, args: &[&str]) -> Upcased {
+        Self::spawn_listening(cmd, "127.0.0.1:0", args)
+    }
+
+    /// [`spawn_with`](Self::spawn_with), listening on `listen` instead.
+    pub fn spawn_listening(mut cmd: Command, listen: &str, args: &[&str]) -> Upcased {
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("UPCASED_LISTEN")

@@ -51,6 +51,13 @@ struct State {
     starts: VecDeque<Instant>,
     /// The bytes of a wrong reply being collected for the report, once per run.
     capture: Option<Vec<u8>>,
+    /// `--reconnect`: messages owed from the connection before, still to be written again
+    /// on this one before any new message begins (their start times stay in `starts`).
+    resend: usize,
+    /// Replies to messages completed on this connection (not the one before).
+    answered: u64,
+    /// Messages this connection was opened to send again: the first `resent` of it.
+    resent: u64,
 }
 
 impl TcpDriver {
@@ -76,6 +83,9 @@ impl TcpDriver {
                 free: if closed_loop { pipeline } else { 0 },
                 starts: VecDeque::with_capacity(pipeline.clamp(16, 64)),
                 capture: None,
+                resend: 0,
+                answered: 0,
+                resent: 0,
             },
         }
     }
@@ -85,26 +95,40 @@ impl TcpDriver {
     pub async fn run(mut self) {
         let error = loop {
             let error = poll_fn(|cx| self.poll(cx)).await;
-            // `--reconnect`: a clean close (FIN) at a message boundary with no reply owed
-            // is a server going away in good order; reopen and go on.
-            let clean = error.kind() == io::ErrorKind::UnexpectedEof && self.state.at_boundary();
-            if !(clean && self.shared.reconnect.is_some()) {
+            // `--reconnect`: a clean close (FIN) at a message boundary is a server going
+            // away in good order; reopen and go on, first sending again the messages it
+            // closed without answering, if that is provably safe (`unanswered`).
+            let fin = error.kind() == io::ErrorKind::UnexpectedEof;
+            let clean = fin && self.state.at_boundary();
+            let resend = fin && !clean && self.state.unanswered();
+            if !((clean || resend) && self.shared.reconnect.is_some()) {
                 break error;
             }
-            if !self.shared.sending.get() {
+            if clean && !self.shared.sending.get() {
                 // The window is over and nothing is owed: nothing to reopen for.
                 return;
             }
             match self.shared.reopen().await {
-                Ok(stream) => {
-                    debug!("reopened a connection the server closed cleanly");
-                    self.stream = stream;
-                    bump(&self.shared.reconnects);
-                }
+                Ok(stream) => self.stream = stream,
                 Err(e) => break e,
             }
+            bump(&self.shared.reconnects);
+            let again = self.state.starts.len();
+            debug!(
+                resent = again,
+                "reopened a connection the server closed cleanly"
+            );
+            self.shared
+                .retried
+                .set(self.shared.retried.get() + again as u64);
+            self.state.reopened(again);
         };
-        debug!(%error, "connection ended");
+        debug!(
+            %error,
+            owed = self.state.starts.len(),
+            reply_bytes_read = self.state.recvd,
+            "connection ended"
+        );
         self.watch.oldest.set(None);
         let owed = self.watch.in_flight.get();
         self.shared.settle(&self.watch, owed);
@@ -176,12 +200,16 @@ impl TcpDriver {
     fn write_due(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         loop {
             let beginning = self.state.sent == 0;
-            if beginning && !self.may_begin() {
+            // Messages owed from the connection before go first, after the window too:
+            // their replies are awaited like any other owed.
+            if beginning && self.state.resend == 0 && !self.may_begin() {
                 return Ok(());
             }
             // The clock is read per message, not per batch: a batch of writes takes
             // microseconds each, which would otherwise be charged to the server.
-            let now = beginning.then(Instant::now);
+            // A message sent again keeps the start it had (so its latency is the whole
+            // wait, the close and the reopen included): no new start for it.
+            let now = (beginning && self.state.resend == 0).then(Instant::now);
             let message = &self.shared.payload.message;
             let st = &mut self.state;
             match Pin::new(&mut self.stream).poll_write(cx, &message[st.sent..]) {
@@ -211,6 +239,7 @@ impl TcpDriver {
                     st.sent += n;
                     if st.sent == message.len() {
                         st.sent = 0;
+                        st.resend = st.resend.saturating_sub(1);
                     }
                 }
                 Poll::Ready(Err(e)) => return Err(e),
@@ -224,6 +253,30 @@ impl State {
     /// No message half written, no reply half read, no reply owed.
     fn at_boundary(&self) -> bool {
         self.sent == 0 && self.recvd == 0 && self.starts.is_empty()
+    }
+
+    /// At a FIN: whether the messages owed may be sent again on a new connection. Yes when
+    /// every reply so far is complete and not a byte of the next one came (the server
+    /// stopped at a message boundary, as a drain does), the connection answered a message
+    /// before (HTTP's rule: retry only on a reused connection, so a server that closes
+    /// fresh connections unanswered is an error, not a loop), and none of the owed messages
+    /// is itself one sent again (RFC 9110 §9.2.2: a failed automatic retry is not retried).
+    /// Sound because after its FIN the server can never answer them on this connection,
+    /// and upper-casing has no effect beyond its reply: sending again cannot duplicate or
+    /// change anything.
+    fn unanswered(&self) -> bool {
+        self.recvd == 0
+            && !self.starts.is_empty()
+            && self.answered > 0
+            && self.answered >= self.resent
+    }
+
+    /// A new connection replaces the one closed, to send again `again` messages owed.
+    fn reopened(&mut self, again: usize) {
+        self.sent = 0;
+        self.resend = again;
+        self.resent = again as u64;
+        self.answered = 0;
     }
 
     /// Checks `data` against the expected reply, wherever in the reply it falls, and
@@ -280,6 +333,7 @@ impl State {
                 if start.is_some() {
                     shared.settle(watch, 1);
                     self.free += 1;
+                    self.answered += 1;
                 }
             }
         }

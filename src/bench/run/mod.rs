@@ -127,6 +127,8 @@ pub(super) struct Shared {
     pub reconnect: Option<(SocketAddr, bool)>,
     /// Connections reopened under `--reconnect`.
     pub reconnects: Cell<u64>,
+    /// `--reconnect`: messages a server closed without answering, sent again.
+    pub retried: Cell<u64>,
     /// `--banner`: connections per banner, reopened ones included.
     pub banners: RefCell<Option<std::collections::BTreeMap<String, u64>>>,
     /// Scratch space for reads, borrowed only inside one poll.
@@ -158,6 +160,7 @@ impl Shared {
             timeouts: Cell::new(0),
             reconnect: None,
             reconnects: Cell::new(0),
+            retried: Cell::new(0),
             banners: RefCell::new(None),
             read_buf: RefCell::new(vec![0u8; READ_BUFFER].into_boxed_slice()),
         }
@@ -677,6 +680,7 @@ async fn run_on_thread(
         first_wrong_reply,
         first_connect_error,
         reconnects: shared.reconnects.get(),
+        retried: shared.retried.get(),
         banners,
         interrupted,
         errors: Errors {
