@@ -193,8 +193,8 @@ struct BenchTalk {
 enum Command {
     /// Grade a server against the protocol: run the conformance cases and report on each.
     ///
-    /// Exit status: 0 if every case passes, 1 if any fails, 2 if the server cannot be
-    /// reached or the usage is wrong.
+    /// Exit status: 0 if every case passes, 1 if any fails (or, with --tls, the handshake
+    /// fails), 2 if the server cannot be reached or the usage is wrong.
     Check(upcase::check::CheckArgs),
     /// Grade a client: run it once per case against a scripted server, and report on each.
     ///
@@ -238,6 +238,15 @@ const TALK_FLAGS: [(&str, &str); 8] = [
     ("ca", "--ca"),
     ("sni", "--sni"),
     ("insecure", "--insecure"),
+    ("banner", "--banner"),
+];
+
+/// The top-level flags that `check` does not take: it has its own `--timeout` (per case),
+/// and its address is an argument. Its TLS flags it takes before its name too.
+const NOT_FOR_CHECK: [(&str, &str); 4] = [
+    ("connect", "-c/--connect"),
+    ("timeout", "--timeout"),
+    ("udp", "--udp"),
     ("banner", "--banner"),
 ];
 
@@ -309,6 +318,14 @@ fn parse() -> Cli {
             merge(&matches, sub, "udp", &cli.talk.udp, &mut talk.udp);
             merge(&matches, sub, "banner", &cli.talk.banner, &mut args.banner);
             talk.tls.merge(&matches, sub, &cli.talk.tls);
+        }
+        Some(Command::Check(args)) => {
+            let (top, tls) = (&cli.talk.tls, &mut args.tls);
+            merge(&matches, sub, "tls", &top.tls, &mut tls.tls);
+            merge(&matches, sub, "ca", &top.ca, &mut tls.ca);
+            merge(&matches, sub, "sni", &top.sni, &mut tls.sni);
+            merge(&matches, sub, "insecure", &top.insecure, &mut tls.insecure);
+            refuse_flags(&matches, name, &NOT_FOR_CHECK);
         }
         _ => refuse_flags(&matches, name, &TALK_FLAGS),
     }
