@@ -27,8 +27,15 @@ pub fn init(format: LogFormat, default: tracing::Level, verbose: u8, quiet: u8) 
         tracing::Level::TRACE => 5,
     };
     let level = (base + verbose as i32 - quiet as i32).clamp(0, 5) as usize;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(LEVELS[level]));
+    // rustls's own log lines (through `log`) one step quieter: what they warn of (a peer
+    // that speaks no TLS, a bad alert) is already one line of ours, with the address, and
+    // on a server they would bypass the once-a-second bound on handshake failure lines.
+    let directives = format!(
+        "{},rustls={}",
+        LEVELS[level],
+        LEVELS[level.saturating_sub(1)]
+    );
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -284,10 +284,11 @@ fn upcase_bench(addr: SocketAddr) -> Command {
 }
 
 /// Every field `docs/bench.md` documents, with its JSON type.
-const FIELDS: [(&str, &str); 26] = [
+const FIELDS: [(&str, &str); 27] = [
     ("target", "string"),
     ("peer", "string"),
     ("transport", "string"),
+    ("tls", "object|null"),
     ("mode", "string"),
     ("connections", "integer"),
     ("connections_open", "integer"),

@@ -46,6 +46,7 @@ fn grade(addr: SocketAddr, mode: Mode) -> CheckReport {
         timeout: TIMEOUT,
         only: Vec::new(),
         command: None,
+        tls: None,
     })
     .unwrap()
 }

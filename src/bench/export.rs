@@ -37,6 +37,13 @@ pub fn write_table(r: &BenchResult, out: &mut impl Write) -> io::Result<()> {
         "upcase bench: {} ({}) over {transport}, {load}",
         r.target, r.peer
     )?;
+    if let Some(tls) = &r.tls {
+        writeln!(
+            out,
+            "  tls          {} {}, every handshake before the warm-up",
+            tls.version, tls.cipher_suite
+        )?;
+    }
     writeln!(
         out,
         "  connections  {} open of {}, {} B {text} messages",

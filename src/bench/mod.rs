@@ -48,6 +48,11 @@ pub enum BenchError {
     /// The address could not be resolved, or the first connection failed.
     #[error(transparent)]
     Connect(#[from] ClientError),
+    /// `--tls`: the first connection's handshake failed (a certificate not trusted, a name
+    /// that does not match, a server that speaks no TLS). One line naming the address and
+    /// the reason.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// `--banner`: the first connection got no banner line.
     #[error("no banner from {addr}: {reason} (is the server run with --banner?)")]
     NoBanner {
@@ -90,10 +95,11 @@ pub enum BenchError {
 
 impl BenchError {
     /// 2 for usage and connect errors (nothing was measured because of how it was asked),
-    /// 1 for local failures.
+    /// 1 for local failures and a failed TLS handshake (as for every client mode: the
+    /// server was reached, and failed to prove who it is).
     pub fn exit_code(&self) -> u8 {
         match self {
-            BenchError::Local { .. } => 1,
+            BenchError::Local { .. } | BenchError::Tls(_) => 1,
             _ => 2,
         }
     }

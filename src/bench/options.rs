@@ -117,6 +117,12 @@ pub struct BenchArgs {
     #[arg(skip)]
     pub udp: bool,
 
+    /// Over TLS: every connection shakes hands with this configuration before the clock
+    /// starts, and the result names the version and cipher suite negotiated. Set from
+    /// `upcase`'s `--tls`, `--ca`, `--sni` and `--insecure`.
+    #[arg(skip)]
+    pub tls: Option<crate::client::TlsClient>,
+
     /// Read the banner line the server sends on each connection (`upcased --banner`)
     /// before the window, and report how many connections each distinct banner got.
     #[arg(long)]
@@ -145,6 +151,7 @@ impl Default for BenchArgs {
             rate: None,
             text: Text::Ascii,
             udp: false,
+            tls: None,
             banner: false,
             reconnect: false,
             json: false,
@@ -164,6 +171,16 @@ impl BenchArgs {
             return usage(
                 "--banner reads a line at the start of a TCP connection; it does not go \
                  with --udp"
+                    .into(),
+            );
+        }
+        if self.udp && self.tls.is_some() {
+            return usage("--tls runs over TCP; it does not go with --udp".into());
+        }
+        if self.banner && self.tls.is_some() {
+            return usage(
+                "--banner reads a plain-text line before any reply, and upcased sends no \
+                 banner over TLS; it does not go with --tls"
                     .into(),
             );
         }

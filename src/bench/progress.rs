@@ -42,6 +42,15 @@ impl Progress {
         self.bar.set_message(connecting_line(done, total));
     }
 
+    /// While TLS handshakes are done (`--tls`), after the connections opened.
+    pub(super) fn handshaking(&self, done: u64, total: u64) {
+        self.bar.set_message(fit(format!(
+            "{:>9} {} {done}/{total}",
+            "handshake",
+            gauge(done as f64 / total.max(1) as f64)
+        )));
+    }
+
     /// During the warm-up.
     pub(super) fn warming(&self, elapsed: Duration, warmup: Duration, rate: f64, errors: u64) {
         self.bar

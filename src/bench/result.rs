@@ -25,6 +25,9 @@ pub struct BenchResult {
     pub peer: String,
     /// `"tcp"` or `"udp"`.
     pub transport: Transport,
+    /// `--tls`: the version and cipher suite the connections negotiated (the first
+    /// connection's; all share one configuration and one server); `null` without TLS.
+    pub tls: Option<crate::tls::SessionInfo>,
     /// `"closed"` (each connection keeps `pipeline` messages in flight) or `"open"`
     /// (messages sent on a fixed schedule of `rate` per second).
     pub mode: LoopMode,

@@ -182,16 +182,19 @@ struct BenchTalk {
     timeout: Duration,
 
     /// Load over UDP: one datagram per message instead of a TCP stream.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     udp: bool,
+
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Grade a server against the protocol: run the conformance cases and report on each.
     ///
-    /// Exit status: 0 if every case passes, 1 if any fails, 2 if the server cannot be
-    /// reached or the usage is wrong.
+    /// Exit status: 0 if every case passes, 1 if any fails (or, with --tls, the handshake
+    /// fails), 2 if the server cannot be reached or the usage is wrong.
     Check(upcase::check::CheckArgs),
     /// Grade a client: run it once per case against a scripted server, and report on each.
     ///
@@ -213,8 +216,9 @@ enum Command {
     /// Load the server and measure it: throughput, latency percentiles, every reply checked.
     ///
     /// Exit status: 0 when every reply was right and on time, 1 when any was wrong, late or
-    /// missing, a connection failed, or the open loop's schedule slipped; 2 for usage
-    /// errors and an unreachable server; 130 after Ctrl-C (the figures so far are printed).
+    /// missing, a connection failed, the open loop's schedule slipped, or (--tls) the first
+    /// handshake failed; 2 for usage errors and an unreachable server; 130 after Ctrl-C (the
+    /// figures so far are printed).
     Bench {
         #[command(flatten)]
         talk: BenchTalk,
@@ -237,12 +241,13 @@ const TALK_FLAGS: [(&str, &str); 8] = [
     ("banner", "--banner"),
 ];
 
-/// The top-level flags that `bench` does not take (yet) even before its name.
-const NOT_FOR_BENCH: [(&str, &str); 4] = [
-    ("tls", "--tls"),
-    ("ca", "--ca"),
-    ("sni", "--sni"),
-    ("insecure", "--insecure"),
+/// The top-level flags that `check` does not take: it has its own `--timeout` (per case),
+/// and its address is an argument. Its TLS flags it takes before its name too.
+const NOT_FOR_CHECK: [(&str, &str); 4] = [
+    ("connect", "-c/--connect"),
+    ("timeout", "--timeout"),
+    ("udp", "--udp"),
+    ("banner", "--banner"),
 ];
 
 /// Refuses, as a usage error, the first of `flags` given before the subcommand `name`.
@@ -312,7 +317,15 @@ fn parse() -> Cli {
             );
             merge(&matches, sub, "udp", &cli.talk.udp, &mut talk.udp);
             merge(&matches, sub, "banner", &cli.talk.banner, &mut args.banner);
-            refuse_flags(&matches, name, &NOT_FOR_BENCH);
+            talk.tls.merge(&matches, sub, &cli.talk.tls);
+        }
+        Some(Command::Check(args)) => {
+            let (top, tls) = (&cli.talk.tls, &mut args.tls);
+            merge(&matches, sub, "tls", &top.tls, &mut tls.tls);
+            merge(&matches, sub, "ca", &top.ca, &mut tls.ca);
+            merge(&matches, sub, "sni", &top.sni, &mut tls.sni);
+            merge(&matches, sub, "insecure", &top.insecure, &mut tls.insecure);
+            refuse_flags(&matches, name, &NOT_FOR_CHECK);
         }
         _ => refuse_flags(&matches, name, &TALK_FLAGS),
     }
@@ -366,6 +379,14 @@ fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         }
         Some(Command::Bench { talk, mut args }) => {
             args.udp = talk.udp;
+            // An unreadable --ca or a bad --sni is a usage error, as for every bench flag.
+            args.tls = match talk.tls.client(&talk.connect) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("upcase: error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             // The progress line goes to stderr, but only when a person watches stdout.
             let progress = std::io::stdout()
                 .is_terminal()

@@ -324,6 +324,7 @@ async fn many_clients(ctx: Ctx) -> Outcome {
     // all are done: the server must hold all of them at once.
     let mut tasks = JoinSet::new();
     for (i, mut c) in conns.into_iter().enumerate() {
+        let ctx = ctx.clone();
         tasks.spawn(async move {
             let m = format!("client {:03} of {MANY_CLIENTS} says hello\n", i + 1).into_bytes();
             let r = match c.send(&m).await {

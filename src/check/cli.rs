@@ -23,6 +23,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// `upcase check`.
 pub fn check<W: Write + Send>(args: &CheckArgs, mut out: W, err: &mut dyn Write) -> u8 {
     let stop = interrupt_on_ctrl_c();
+    if args.tls.insecure {
+        let _ = writeln!(err, "{}", crate::tls::client::INSECURE_WARNING);
+    }
     if let Some(dir) = &args.each {
         let mut printer = SheetPrinter::new(&mut out, dir, args.json);
         let sheet = batch::grade_servers(dir, args, &mut printer, &stop);
@@ -58,7 +61,11 @@ pub fn check<W: Write + Send>(args: &CheckArgs, mut out: W, err: &mut dyn Write)
     };
     let report = match result {
         Ok(report) => report,
-        Err(Failed::Check(e @ (CheckError::Unreachable(_) | CheckError::UnknownCase { .. }))) => {
+        Err(Failed::Check(
+            e @ (CheckError::Unreachable(_)
+            | CheckError::UnknownCase { .. }
+            | CheckError::TlsSetup(_)),
+        )) => {
             let _ = writeln!(err, "upcase check: error: {e}");
             return 2;
         }

@@ -30,11 +30,14 @@ pub fn header(report: &CheckReport) -> String {
     let per_case = humantime::format_duration(std::time::Duration::from_millis(report.timeout_ms));
     match report.kind {
         Kind::Server => {
-            let resolved = if report.resolved == report.server {
+            let mut resolved = if report.resolved == report.server {
                 String::new()
             } else {
                 format!("{}, ", report.resolved)
             };
+            if let Some(tls) = &report.tls {
+                resolved.push_str(&format!("{} {}, ", tls.version, tls.cipher_suite));
+            }
             let started = match &report.command {
                 Some(cmd) => format!(", started as `{cmd}`"),
                 None => String::new(),

@@ -116,6 +116,44 @@ pub struct CheckArgs {
     /// How long a server started with --server-cmd may take to accept connections.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_case_timeout)]
     pub start_timeout: Duration,
+
+    /// `--tls`, `--ca`, `--sni`, `--insecure`.
+    #[command(flatten)]
+    pub tls: CheckTlsArgs,
+}
+
+/// `upcase check --tls`: grade a TLS server with the same cases, each connection shaking
+/// hands first.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CheckTlsArgs {
+    /// Speak TLS to the server: verify it against the system's roots (or --ca), with SNI
+    /// from the host of ADDR (or --sni).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// With --tls: trust only the CA certificates in FILE (PEM), e.g. upcased's
+    /// --tls-self-signed FILE.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<PathBuf>,
+
+    /// With --tls: the server name to send and verify, instead of the host of ADDR.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub sni: Option<String>,
+
+    /// With --tls: verify no certificate at all (says so on stderr). For trying things out.
+    #[arg(long, requires = "tls")]
+    pub insecure: bool,
+}
+
+impl CheckTlsArgs {
+    /// The client's TLS options, if `--tls`.
+    pub fn options(&self) -> Option<crate::client::TlsOptions> {
+        self.tls.then(|| crate::client::TlsOptions {
+            ca: self.ca.clone(),
+            sni: self.sni.clone(),
+            insecure: self.insecure,
+        })
+    }
 }
 
 impl CheckArgs {
@@ -131,6 +169,7 @@ impl CheckArgs {
             timeout: self.timeout,
             only: self.only.clone(),
             command: None,
+            tls: self.tls.options(),
         }
     }
 }
@@ -163,6 +202,8 @@ pub struct CheckOptions {
     pub only: Vec<String>,
     /// The command the server was started with (`--server-cmd`), for the report.
     pub command: Option<String>,
+    /// Over TLS: whom to trust and which name to verify (the target's host by default).
+    pub tls: Option<crate::client::TlsOptions>,
 }
 
 impl CheckOptions {
@@ -174,6 +215,7 @@ impl CheckOptions {
             timeout: DEFAULT_CASE_TIMEOUT,
             only: Vec::new(),
             command: None,
+            tls: None,
         }
     }
 }
@@ -185,6 +227,14 @@ pub enum CheckError {
     /// The server could not be reached, so no case could run.
     #[error(transparent)]
     Unreachable(#[from] ClientError),
+    /// `--tls`: the client configuration could not be made (an unreadable `--ca` file, a
+    /// bad `--sni` name).
+    #[error(transparent)]
+    TlsSetup(Box<ClientError>),
+    /// `--tls`: the server was reached but the first handshake failed (a certificate not
+    /// trusted, a name mismatch, a server that speaks no TLS): no case could run.
+    #[error(transparent)]
+    Tls(Box<crate::tls::TlsError>),
     /// `only` named a case that does not exist.
     #[error("no case named `{name}`; the cases are: {}", cases::names().join(", "))]
     UnknownCase {
@@ -227,18 +277,48 @@ pub fn run_observed(
     stop: &CancellationToken,
 ) -> Result<CheckReport, CheckError> {
     let selected = select(&opts.only)?;
-    let probe = crate::client::connect(&opts.target, opts.timeout)?;
-    let addr = probe.peer_addr().map_err(|source| ClientError::Connect {
-        addr: opts.target.clone(),
-        source,
-    })?;
-    drop(probe);
+    let tls = match &opts.tls {
+        Some(o) => Some(
+            crate::client::TlsClient::new(&opts.target, o)
+                .map_err(|e| CheckError::TlsSetup(Box::new(e)))?,
+        ),
+        None => None,
+    };
+    let (addr, session) = match &tls {
+        None => {
+            let probe = crate::client::connect(&opts.target, opts.timeout)?;
+            let addr = probe.peer_addr().map_err(|source| ClientError::Connect {
+                addr: opts.target.clone(),
+                source,
+            })?;
+            (addr, None)
+        }
+        Some(client) => {
+            let mut probe = client
+                .connect(&opts.target, opts.timeout)
+                .map_err(|e| match e {
+                    ClientError::Tls(e) => CheckError::Tls(Box::new(e)),
+                    e => CheckError::Unreachable(e),
+                })?;
+            let addr = probe
+                .sock
+                .peer_addr()
+                .map_err(|source| ClientError::Connect {
+                    addr: opts.target.clone(),
+                    source,
+                })?;
+            let session = crate::tls::session_info(&probe.conn);
+            let _ = crate::tls::close_write(&mut probe);
+            (addr, Some(session))
+        }
+    };
+    let target = Target { addr, tls, session };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(CheckError::Runtime)?;
     let report = std::thread::scope(|s| {
-        s.spawn(|| runtime.block_on(run_cases(opts, addr, &selected, observer, stop)))
+        s.spawn(|| runtime.block_on(run_cases(opts, target, &selected, observer, stop)))
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
@@ -283,9 +363,17 @@ fn select(only: &[String]) -> Result<Vec<&'static Case>, CheckError> {
         .collect())
 }
 
+/// Where the cases go: the address the probe reached, and under `--tls` the client
+/// configuration and what the probe's handshake negotiated.
+struct Target {
+    addr: SocketAddr,
+    tls: Option<crate::client::TlsClient>,
+    session: Option<crate::tls::SessionInfo>,
+}
+
 async fn run_cases(
     opts: &CheckOptions,
-    addr: SocketAddr,
+    target: Target,
     selected: &[&Case],
     observer: &mut dyn Observer,
     stop: &CancellationToken,
@@ -294,7 +382,8 @@ async fn run_cases(
     let mut report = CheckReport {
         kind: Kind::Server,
         server: opts.target.clone(),
-        resolved: addr.to_string(),
+        resolved: target.addr.to_string(),
+        tls: target.session.clone(),
         mode: match opts.mode {
             Mode::Unicode => "unicode",
             Mode::Ascii => "ascii",
@@ -324,7 +413,8 @@ async fn run_cases(
         observer.case_started(case.name);
         let start = Instant::now();
         let ctx = Ctx {
-            addr,
+            addr: target.addr,
+            tls: target.tls.clone(),
             mode,
             deadline: start + opts.timeout,
             timeout: opts.timeout,
@@ -335,7 +425,7 @@ async fn run_cases(
                 report.interrupted = true;
                 break;
             }
-            outcome = timeout_at(ctx.deadline + CASE_GRACE, case.run(ctx)) => outcome,
+            outcome = timeout_at(ctx.deadline + CASE_GRACE, case.run(ctx.clone())) => outcome,
         };
         let outcome = outcome.unwrap_or_else(|_| {
             Err(Failure::new(format!(

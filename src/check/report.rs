@@ -24,6 +24,9 @@ pub struct CheckReport {
     pub server: String,
     /// The address that was checked, after resolution.
     pub resolved: String,
+    /// `--tls`: the version and cipher suite the server negotiated with the checker (its
+    /// first connection's); `None` without TLS.
+    pub tls: Option<crate::tls::SessionInfo>,
     /// `"unicode"`, or `"ascii"` under `--ascii`.
     pub mode: &'static str,
     /// The deadline of each case, in milliseconds.

@@ -4,12 +4,19 @@
 //!
 //! Every wait is bounded by the case's deadline. A reply is compared as it arrives, so a
 //! wrong byte fails the case at once instead of after the deadline.
+//!
+//! Under `--tls` each connection shakes hands first (within the case's deadline) and the
+//! cases run unchanged on the TLS stream: a half-close is `close_notify` and FIN, and the
+//! server's end of the stream must be its `close_notify` (a bare FIN could be a truncation,
+//! and is reported as the error it is).
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -70,10 +77,12 @@ impl Failure {
 
 /// What a case needs to know: where the server is, how to compute expectations, and when
 /// the case must be over.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     /// The server's address.
     pub addr: SocketAddr,
+    /// `--tls`: the configuration and server name each connection shakes hands with.
+    pub tls: Option<crate::client::TlsClient>,
     /// The transform the expectations are computed with.
     pub mode: Mode,
     /// When the case fails if it has not finished.
@@ -88,16 +97,20 @@ impl Ctx {
         crate::transform::upcase(sent, self.mode)
     }
 
-    /// Opens a connection, bounded by the deadline.
+    /// Opens a connection (and shakes hands, under `--tls`), bounded by the deadline.
     pub async fn connect(&self) -> Result<Conn, Failure> {
         match timeout_at(self.deadline, TcpStream::connect(self.addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
+                let stream = match &self.tls {
+                    None => Stream::Plain(stream),
+                    Some(tls) => Stream::Tls(Box::new(self.handshake(tls, stream).await?)),
+                };
                 Ok(Conn {
                     stream,
                     inbox: Vec::new(),
                     eof: false,
-                    ctx: *self,
+                    ctx: self.clone(),
                 })
             }
             Ok(Err(e)) => Err(Failure::new(format!(
@@ -114,6 +127,18 @@ impl Ctx {
                 self.timeout_text()
             ))),
         }
+    }
+
+    /// The TLS handshake on a new connection, within what is left of the deadline.
+    async fn handshake(
+        &self,
+        tls: &crate::client::TlsClient,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        crate::tls::connect(tcp, tls.config(), tls.name().clone(), left)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))
     }
 
     /// The time limit as a user writes it.
@@ -133,10 +158,67 @@ pub enum Filled {
     TimedOut,
 }
 
+/// A connection to the server under test: plain TCP, or TLS on it (`--tls`).
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The socket underneath.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// One connection to the server under test, with the bytes received and not yet matched.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Received, not yet matched against an expectation.
     inbox: Vec<u8>,
     /// The server has closed its sending side.
@@ -145,9 +227,15 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Sends all of `bytes`.
+    /// Sends all of `bytes` (over TLS, every record of them: rustls holds what the socket
+    /// did not take until flushed).
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        match timeout_at(self.ctx.deadline, self.stream.write_all(bytes)).await {
+        let stream = &mut self.stream;
+        let write = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        match timeout_at(self.ctx.deadline, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Failure::new(format!(
                 "sending failed: {} (the server closed the connection)",
@@ -324,12 +412,13 @@ impl Conn {
         let mut write_error = None;
         let deadline = self.ctx.deadline;
         let outcome = {
-            let (mut rd, mut wr) = self.stream.split();
+            // One task polls both halves in turn, so the split's lock is never contended.
+            let (mut rd, mut wr) = tokio::io::split(&mut self.stream);
             let writer = async {
                 for piece in sent.chunks(chunk) {
                     wr.write_all(piece).await?;
                 }
-                Ok::<(), io::Error>(())
+                wr.flush().await
             };
             let got = &mut got;
             let reader = async {
@@ -396,7 +485,7 @@ impl Conn {
 
     /// Makes the socket send a reset instead of FIN when closed: a client that vanishes.
     pub fn set_reset_on_close(&self) {
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let _ = socket2::SockRef::from(self.stream.tcp()).set_linger(Some(Duration::ZERO));
     }
 
     fn fail(&self, reason: String, sent: &[u8], expected: &[u8]) -> Failure {
@@ -480,6 +569,10 @@ pub fn describe(e: &io::Error) -> String {
         io::ErrorKind::ConnectionReset => "connection reset by the server".into(),
         io::ErrorKind::BrokenPipe => "the server closed the connection".into(),
         io::ErrorKind::TimedOut => "timed out".into(),
+        // Only a TLS stream reads this: a FIN where `close_notify` should have been.
+        io::ErrorKind::UnexpectedEof => {
+            "the server closed the TLS connection without close_notify".into()
+        }
         _ => {
             let s = e.to_string();
             match s.find(" (os error") {

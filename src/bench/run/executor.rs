@@ -9,9 +9,14 @@
 //!
 //! Replies are framed by length, never by read: a correct reply is exactly as long as its
 //! message, so the driver counts bytes across reads, however the kernel splits them.
+//!
+//! The driver is generic over the stream ([`Stream`]): a `TcpStream`, or a TLS stream on
+//! one. Monomorphised, the plain path is the same code as before TLS existed; TLS only adds
+//! a flush after the writes (rustls may hold records the socket did not take), which for a
+//! `TcpStream` is an inlined `Ready`.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -22,12 +27,37 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{bump, Schedule, Shared, Watch, MAX_IN_FLIGHT, MAX_PIPELINE};
+use super::{bump, Schedule, Shared, TlsStream, Watch, MAX_IN_FLIGHT, MAX_PIPELINE};
 
-/// Drives one TCP connection until the run ends (the task is aborted) or the connection
-/// fails.
-pub(super) struct TcpDriver {
-    stream: TcpStream,
+/// A connection the driver can load: a byte stream, and how to open another one like it
+/// for `--reconnect`.
+pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Sized {
+    /// Opens a new connection to the run's peer, as the first ones were opened.
+    fn reopen(shared: &Shared) -> impl Future<Output = io::Result<Self>>;
+}
+
+impl Stream for TcpStream {
+    fn reopen(shared: &Shared) -> impl Future<Output = io::Result<Self>> {
+        shared.reopen()
+    }
+}
+
+impl Stream for TlsStream {
+    async fn reopen(shared: &Shared) -> io::Result<Self> {
+        let tcp = shared.reopen().await?;
+        let Some(tls) = &shared.tls else {
+            return Err(io::Error::other("the run is not over TLS"));
+        };
+        crate::tls::connect(tcp, tls.config(), tls.name().clone(), shared.timeout)
+            .await
+            .map_err(io::Error::other)
+    }
+}
+
+/// Drives one TCP (or TLS) connection until the run ends (the task is aborted) or the
+/// connection fails.
+pub(super) struct TcpDriver<S = TcpStream> {
+    stream: S,
     shared: Rc<Shared>,
     watch: Rc<Watch>,
     /// Open loop only: when this connection's messages are due.
@@ -60,16 +90,16 @@ struct State {
     resent: u64,
 }
 
-impl TcpDriver {
+impl<S: Stream> TcpDriver<S> {
     /// A driver for `stream`: closed loop with `pipeline` messages in flight, or open loop
     /// when a `schedule` is given.
     pub fn new(
-        stream: TcpStream,
+        stream: S,
         shared: Rc<Shared>,
         watch: Rc<Watch>,
         pipeline: usize,
         schedule: Option<Schedule>,
-    ) -> TcpDriver {
+    ) -> TcpDriver<S> {
         let closed_loop = schedule.is_none();
         TcpDriver {
             stream,
@@ -108,7 +138,7 @@ impl TcpDriver {
                 // The window is over and nothing is owed: nothing to reopen for.
                 return;
             }
-            match self.shared.reopen().await {
+            match S::reopen(&self.shared).await {
                 Ok(stream) => self.stream = stream,
                 Err(e) => break e,
             }
@@ -170,6 +200,12 @@ impl TcpDriver {
                 Poll::Pending => {
                     drop(buf);
                     if let Err(e) = self.write_due(cx) {
+                        return Poll::Ready(e);
+                    }
+                    // TLS: push out records rustls holds because the socket was full, or
+                    // register for when it takes more (nothing else would: no message may
+                    // begin until their replies come). TCP holds nothing: ready at once.
+                    if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
                         return Poll::Ready(e);
                     }
                     self.watch.oldest.set(self.state.starts.front().copied());
@@ -337,5 +373,104 @@ impl State {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::options::Text;
+    use crate::bench::payload::Payload;
+    use std::task::Waker;
+    use std::time::Duration;
+
+    /// A stream that, like rustls, holds what is written until it is flushed; the peer
+    /// upper-cases what it gets, and ends the stream after `limit` bytes of replies.
+    struct Holding {
+        held: Vec<u8>,
+        replies: Vec<u8>,
+        served: usize,
+        limit: usize,
+        reader: Option<Waker>,
+    }
+
+    impl AsyncRead for Holding {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.replies.is_empty() {
+                if self.served >= self.limit {
+                    return Poll::Ready(Ok(()));
+                }
+                self.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = buf.remaining().min(self.replies.len());
+            buf.put_slice(&self.replies[..n]);
+            self.replies.drain(..n);
+            self.served += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Holding {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let reply = crate::transform::upcase(&self.held, crate::transform::Mode::Unicode);
+            self.held.clear();
+            self.replies.extend_from_slice(&reply);
+            if let Some(w) = self.reader.take() {
+                w.wake();
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Stream for Holding {
+        fn reopen(_shared: &Shared) -> impl Future<Output = io::Result<Self>> {
+            std::future::ready(Err(io::Error::other("no reopening here")))
+        }
+    }
+
+    #[test]
+    fn records_a_stream_holds_are_flushed_so_that_their_replies_come() {
+        let size = 100;
+        let shared = Rc::new(Shared::new(
+            Payload::new(size, Text::Ascii),
+            Duration::from_secs(10),
+        ));
+        let stream = Holding {
+            held: Vec::new(),
+            replies: Vec::new(),
+            served: 0,
+            limit: 5 * size,
+            reader: None,
+        };
+        let driver = TcpDriver::new(stream, Rc::clone(&shared), Rc::default(), 1, None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), driver.run())
+                .await
+                .expect("every message is flushed, so every reply comes and the stream ends")
+        });
+        assert_eq!(shared.replies.get(), 5);
+        assert_eq!(shared.wrong_replies.get(), 0);
     }
 }

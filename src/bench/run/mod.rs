@@ -85,6 +85,9 @@ pub(super) fn later(t: Instant, d: Duration) -> Instant {
         .unwrap_or(t)
 }
 
+/// A bench connection over TLS (`--tls`).
+pub(super) type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
 /// State every connection task of a run shares. Single-threaded, so plain cells.
 pub(super) struct Shared {
     /// What each message holds, and what each reply must hold.
@@ -129,6 +132,9 @@ pub(super) struct Shared {
     pub reconnects: Cell<u64>,
     /// `--reconnect`: messages a server closed without answering, sent again.
     pub retried: Cell<u64>,
+    /// `--tls`: the configuration and server name every connection shakes hands with,
+    /// reopened ones included.
+    pub tls: Option<crate::client::TlsClient>,
     /// `--banner`: connections per banner, reopened ones included.
     pub banners: RefCell<Option<std::collections::BTreeMap<String, u64>>>,
     /// Scratch space for reads, borrowed only inside one poll.
@@ -161,6 +167,7 @@ impl Shared {
             reconnect: None,
             reconnects: Cell::new(0),
             retried: Cell::new(0),
+            tls: None,
             banners: RefCell::new(None),
             read_buf: RefCell::new(vec![0u8; READ_BUFFER].into_boxed_slice()),
         }
@@ -405,6 +412,7 @@ pub fn run_until<F: Future<Output = ()>>(
 /// The open sockets of a run (TCP: each with its banner under `--banner`).
 enum Connections {
     Tcp(Vec<(TcpStream, Option<String>)>),
+    Tls(Vec<TlsStream>),
     Udp(Vec<UdpSocket>),
 }
 
@@ -432,9 +440,15 @@ async fn run_on_thread(
     if let Some(p) = progress {
         p.connecting(0, n as u64);
     }
+    shared.tls = args.tls.clone();
     let (peer, conns, failures) = if args.udp {
         let (peer, sockets, failures) = open_udp(target, n, timeout, &shared, progress).await?;
         (peer, Connections::Udp(sockets), failures)
+    } else if let Some(tls) = &args.tls {
+        let (peer, streams, failures) = open_tcp(target, n, timeout, false, progress).await?;
+        let streams = streams.into_iter().map(|(s, _)| s).collect();
+        let (streams, failures) = handshakes(tls, streams, failures, timeout, progress).await?;
+        (peer, Connections::Tls(streams), failures)
     } else {
         let (peer, streams, failures) = open_tcp(target, n, timeout, args.banner, progress).await?;
         (peer, Connections::Tcp(streams), failures)
@@ -446,7 +460,14 @@ async fn run_on_thread(
     let shared = Rc::new(shared);
     let open = match &conns {
         Connections::Tcp(s) => s.len(),
+        Connections::Tls(s) => s.len(),
         Connections::Udp(s) => s.len(),
+    };
+    // Every connection has the one client configuration and the one server: the first
+    // connection's session stands for all.
+    let session = match &conns {
+        Connections::Tls(s) => s.first().map(|s| crate::tls::session_info(s.get_ref().1)),
+        _ => None,
     };
 
     // The clock starts only now that every connection is open.
@@ -465,6 +486,26 @@ async fn run_on_thread(
         Connections::Tcp(streams) => {
             for (i, (stream, banner)) in streams.into_iter().enumerate() {
                 shared.count_banner(banner);
+                let watch = Rc::new(Watch::default());
+                let plan = plan(i);
+                let driver = executor::TcpDriver::new(
+                    stream,
+                    Rc::clone(&shared),
+                    Rc::clone(&watch),
+                    pipeline,
+                    plan.map(Schedule::new),
+                );
+                let handle = tokio::task::spawn_local(driver.run()).abort_handle();
+                tasks.push(Task {
+                    watch,
+                    handle,
+                    plan,
+                    abandonable: true,
+                });
+            }
+        }
+        Connections::Tls(streams) => {
+            for (i, stream) in streams.into_iter().enumerate() {
                 let watch = Rc::new(Watch::default());
                 let plan = plan(i);
                 let driver = executor::TcpDriver::new(
@@ -657,6 +698,7 @@ async fn run_on_thread(
         } else {
             Transport::Tcp
         },
+        tls: session,
         mode: if args.rate.is_some() {
             LoopMode::Open
         } else {
@@ -833,6 +875,61 @@ async fn open_tcp(
         collect(Some(r), &mut streams);
     }
     Ok((peer, streams, (failures, first_error)))
+}
+
+/// Shakes hands on every open connection, [`CONNECT_CONCURRENCY`] at a time, all before
+/// the clock starts. The first connection's failure is the run's (a certificate the client
+/// does not trust is not a load figure: [`BenchError::Tls`]); later ones are counted with
+/// the connections that failed to open.
+async fn handshakes(
+    tls: &crate::client::TlsClient,
+    streams: Vec<TcpStream>,
+    failures: Failures,
+    timeout: Duration,
+    progress: Option<&Progress>,
+) -> Result<(Vec<TlsStream>, Failures), BenchError> {
+    let (mut failed, mut first_error) = failures;
+    let total = streams.len() as u64 + failed;
+    let mut out = Vec::with_capacity(streams.len());
+    let mut streams = streams.into_iter();
+    if let Some(first) = streams.next() {
+        let s = crate::tls::connect(first, tls.config(), tls.name().clone(), timeout).await?;
+        out.push(s);
+    }
+    let mut pending = JoinSet::new();
+    let mut collect =
+        |r: Option<Result<Result<TlsStream, crate::tls::TlsError>, tokio::task::JoinError>>,
+         out: &mut Vec<TlsStream>| {
+            match r {
+                Some(Ok(Ok(s))) => out.push(s),
+                Some(Ok(Err(e))) => {
+                    debug!(error = %e, "a TLS handshake failed");
+                    first_error.get_or_insert_with(|| e.to_string());
+                    failed += 1;
+                }
+                Some(Err(e)) => {
+                    debug!(error = %e, "a TLS handshake was lost");
+                    first_error.get_or_insert_with(|| e.to_string());
+                    failed += 1;
+                }
+                None => {}
+            }
+            if let Some(p) = progress {
+                p.handshaking(out.len() as u64 + failed, total);
+            }
+        };
+    for tcp in streams {
+        while pending.len() >= CONNECT_CONCURRENCY {
+            let r = pending.join_next().await;
+            collect(r, &mut out);
+        }
+        let (config, name) = (tls.config().clone(), tls.name().clone());
+        pending.spawn_local(async move { crate::tls::connect(tcp, &config, name, timeout).await });
+    }
+    while let Some(r) = pending.join_next().await {
+        collect(Some(r), &mut out);
+    }
+    Ok((out, (failed, first_error)))
 }
 
 /// Reads the banner line the server sends first (`--banner`), at most

@@ -666,6 +666,7 @@ async fn run_cases(
         kind: Kind::Client,
         server: addr.to_string(),
         resolved: addr.to_string(),
+        tls: None,
         mode: "unicode",
         timeout_ms: u64::try_from(opts.timeout.as_millis()).unwrap_or(u64::MAX),
         passed: 0,
