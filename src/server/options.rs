@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::{Config, ListenerSettings};
+use super::{Config, Driver, ListenerSettings};
 use crate::banner::{hostname, Banner, BannerError, Template};
 use crate::limits;
 use crate::logging::LogFormat;
@@ -163,6 +163,13 @@ pub struct ServerArgs {
     #[arg(long)]
     pub reuse_port: bool,
 
+    /// The connection driver: auto (io_uring where the kernel offers what it needs and no
+    /// listener is TLS, else epoll; the log says which), epoll, or uring (exit status 1 where
+    /// io_uring is unavailable; a usage error with --tls-listen).
+    #[arg(long = "io", value_name = "auto|epoll|uring", env = "UPCASED_IO", value_enum,
+          default_value_t = Driver::Auto, hide_possible_values = true)]
+    pub io: Driver,
+
     /// Log line format.
     #[arg(long, value_name = "text|json", value_enum, default_value_t = LogFormat::Text,
           hide_possible_values = true)]
@@ -205,6 +212,7 @@ impl ServerArgs {
             }),
             banner: None,
             tls_handshake_timeout: self.tls_handshake_timeout,
+            io: self.io,
         }
     }
 
