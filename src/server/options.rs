@@ -345,6 +345,20 @@ mod tests {
     }
 
     #[test]
+    fn the_io_flag_picks_the_driver() {
+        assert_eq!(parse(&[]).unwrap().config().io, Driver::Auto);
+        for (flag, want) in [
+            ("auto", Driver::Auto),
+            ("epoll", Driver::Epoll),
+            ("uring", Driver::Uring),
+        ] {
+            assert_eq!(parse(&["--io", flag]).unwrap().config().io, want);
+            assert_eq!(want.as_str(), flag);
+        }
+        assert_eq!(parse(&["--io", "kqueue"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
     fn tls_flags_map_to_the_config_and_ask_for_a_certificate() {
         let args = parse(&[
             "--tls-listen",

@@ -107,6 +107,22 @@ struct Conn {
     pre: Option<Box<Pre>>,
     /// Its place under the server's limits, given up when the connection is dropped.
     slot: Slot,
+    /// `conn{peer=..}`, as on the readiness driver; only while debug logging is on.
+    span: Option<Box<tracing::Span>>,
+}
+
+impl Conn {
+    /// The connection's span, to enter around what is logged for it.
+    fn span(&self) -> Option<tracing::Span> {
+        self.span.as_deref().cloned()
+    }
+}
+
+/// The `conn` span of a connection from `peer`, when debug logging is on (else none: it
+/// would cost every idle connection a pointer's worth more than nothing).
+fn conn_span(peer: Option<SocketAddr>) -> Option<Box<tracing::Span>> {
+    let peer = peer?;
+    tracing::enabled!(tracing::Level::DEBUG).then(|| Box::new(tracing::debug_span!("conn", %peer)))
 }
 
 /// The submission side, pushing early when the queue is full.
@@ -501,7 +517,8 @@ impl Worker<'_> {
         let settings = self.lst[i].settings;
         let decoder = settings.proxy.decoder();
         let banner = host.banner();
-        let peer = if decoder.is_some() || banner.is_some() || host.per_ip() {
+        let debug = tracing::enabled!(tracing::Level::DEBUG);
+        let peer = if decoder.is_some() || banner.is_some() || host.per_ip() || debug {
             match peer_of(&fd) {
                 Some(p) => Some(p),
                 None => {
@@ -531,6 +548,7 @@ impl Worker<'_> {
             timer_at: None,
             pre: None,
             slot,
+            span: None,
         };
         match (decoder, peer) {
             (Some(decoder), Some(peer)) => {
@@ -549,6 +567,7 @@ impl Worker<'_> {
                         return;
                     }
                 }
+                c.span = conn_span(peer);
                 serve(&self.cx, &mut c, self.lst[i].local, peer);
             }
         }
@@ -594,7 +613,11 @@ impl Worker<'_> {
                 self.bufs.ran_dry();
                 self.starved.push(idx);
             } else if res < 0 && res != -libc::ECANCELED && c.closing.is_none() {
-                debug!(error = %io::Error::from_raw_os_error(-res), "receive failed");
+                if let Some(span) = c.span() {
+                    span.in_scope(
+                        || debug!(error = %io::Error::from_raw_os_error(-res), "receive failed"),
+                    );
+                }
                 if c.served {
                     self.cx.host.closed(End::Error);
                 }
@@ -629,8 +652,10 @@ impl Worker<'_> {
             return Ok(());
         }
         if res <= 0 {
-            if res < 0 {
-                debug!(error = %io::Error::from_raw_os_error(-res), "send failed");
+            if let (true, Some(span)) = (res < 0, c.span()) {
+                span.in_scope(
+                    || debug!(error = %io::Error::from_raw_os_error(-res), "send failed"),
+                );
             }
             return start_close(
                 &mut self.io,
@@ -689,6 +714,8 @@ impl Worker<'_> {
             let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
+            let span = c.span();
+            let _entered = span.as_ref().map(tracing::Span::enter);
             let closed = advance(
                 &mut self.io,
                 &mut self.bufs,
@@ -784,6 +811,8 @@ impl Worker<'_> {
                 }
                 Timer::Close(end) => end,
             };
+            let span = c.span();
+            let _entered = span.as_ref().map(tracing::Span::enter);
             start_close(&mut self.io, &mut self.bufs, &self.cx, c, idx, end, now)?;
         }
         self.settle(now)
@@ -794,6 +823,9 @@ impl Worker<'_> {
 /// there is one, as the first reply. `peer` is the client (the PROXY header's, if any); it
 /// is known whenever there is a banner.
 fn serve(cx: &Ctx<'_>, c: &mut Conn, server: SocketAddr, peer: Option<SocketAddr>) {
+    if let Some(span) = c.span() {
+        span.in_scope(|| debug!("accepted"));
+    }
     cx.host.served();
     c.served = true;
     if let (Some(banner), Some(client)) = (cx.host.banner(), peer) {
@@ -848,7 +880,8 @@ fn start_close(
         debug!("idle timeout");
     }
     if end == End::DrainDeadline && c.m.mid_line() {
-        warn!("shutdown timeout cut a line in progress");
+        let peer = peer_of(&c.fd).map_or_else(|| "?".to_owned(), |p| p.to_string());
+        warn!(%peer, "shutdown timeout cut a line in progress");
     }
     for ch in c.queue.drain(..) {
         bufs.give_back(ch.bid);
@@ -925,6 +958,7 @@ fn feed_header(
             }
             // The stream, and its idle timeout, begin now.
             c.m = Connection::new(&cx.policy, now);
+            c.span = conn_span(Some(client));
             serve(cx, c, lst[pre.listener].local, Some(client));
         }
     }
