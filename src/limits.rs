@@ -189,3 +189,29 @@ pub const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// the header is what is left of this read, so a proxied connection holds no more than this
 /// before the core takes over.
 pub const PROXY_READ_CHUNK: usize = 512;
+
+/// Address space for one io_uring worker's receive buffers (`--io uring`): split into
+/// buffers of `--read-buffer` bytes, a power of two from 16 to 4096 of them (1024 × 64 KiB by
+/// default). They belong to the ring, not to connections, and only buffers actually used
+/// become resident: the ring is kept about twice as full as one batch of completions takes,
+/// refilled with the most recently returned buffers first. 1024 lets every one of a
+/// thousand busy connections have a buffer in flight at once. No flag: it follows
+/// `--read-buffer`.
+pub const URING_POOL_BYTES: usize = 64 * 1024 * 1024;
+
+/// Received input an io_uring connection may hold unanswered before its receive is paused
+/// (cancelled, and armed again once its queue is short): the same 256 KiB the C reference
+/// caps each multishot receive at. Without a cap one fast sender whose peer never reads
+/// would take the whole pool. While fewer than a quarter of the pool's buffers are free,
+/// every connection is held to one buffer. No flag: it bounds a pool the flags size.
+pub const URING_QUEUE_BYTES: usize = 256 * 1024;
+
+/// Submission queue entries per io_uring worker. A loop turn rarely queues more (a send and
+/// perhaps a receive per connection that moved); when it does, the queue is submitted early
+/// and filling goes on, so this bounds no behaviour, only how often that happens.
+pub const URING_SQ_ENTRIES: u32 = 1024;
+
+/// Completion queue entries per io_uring worker: multishot receives and accepts post many
+/// completions per submission. The kernel keeps overflowing completions, but on a slow path;
+/// 16 Ki entries (a 256 KiB mapping) hold a turn's worth at tens of thousands of connections.
+pub const URING_CQ_ENTRIES: u32 = 16 * 1024;

@@ -5,6 +5,7 @@
 
 #[path = "support/activation.rs"]
 mod activation;
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -57,11 +58,20 @@ fn expect_notification(sock: &UnixDatagram, line: &str) -> Vec<String> {
     }
 }
 
+/// `--io DRIVER` for the driver the test runs on ([`per_driver!`]), if it is one.
+fn io_args() -> Vec<&'static str> {
+    match common::driver() {
+        upcase::server::Driver::Auto => Vec::new(),
+        d => vec!["--io", d.as_str()],
+    }
+}
+
 /// Starts upcased with `fds` at 3, 4, … and `LISTEN_FDS`, `LISTEN_FDNAMES` and
 /// `LISTEN_PID` set, as a service manager does.
 fn activate(fds: &[RawFd], names: &str, notify: Option<&str>, args: &[&str]) -> Child {
     let (mut cmd, high) = activation_command(UPCASED, fds);
-    cmd.args(args)
+    cmd.args(io_args())
+        .args(args)
         .env("LISTEN_FDNAMES", names)
         .env_remove("UPCASED_LISTEN")
         .env_remove("RUST_LOG")
@@ -117,47 +127,48 @@ fn roundtrip_tcp(addr: SocketAddr, msg: &str) -> String {
     out
 }
 
-#[test]
-fn inherited_tcp_and_udp_are_served_and_the_manager_hears_ready_then_stopping() {
-    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
-    let (notify_name, notify) = notify_socket();
-    // No --udp: an inherited datagram socket is served as UDP all the same.
-    let child = activate(
-        &[tcp.as_raw_fd(), udp.as_raw_fd()],
-        "web:dgram",
-        Some(&notify_name),
-        &["--workers", "2"],
-    );
-    drop((tcp, udp));
+per_driver! {
+    fn inherited_tcp_and_udp_are_served_and_the_manager_hears_ready_then_stopping() {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+        let (notify_name, notify) = notify_socket();
+        // No --udp: an inherited datagram socket is served as UDP all the same.
+        let child = activate(
+            &[tcp.as_raw_fd(), udp.as_raw_fd()],
+            "web:dgram",
+            Some(&notify_name),
+            &["--workers", "2"],
+        );
+        drop((tcp, udp));
 
-    let ready = expect_notification(&notify, "READY=1");
-    let last = ready.last().unwrap();
-    assert!(
-        last.contains("STATUS=serving 2 listeners on"),
-        "READY=1 comes with a status line: {last:?}"
-    );
+        let ready = expect_notification(&notify, "READY=1");
+        let last = ready.last().unwrap();
+        assert!(
+            last.contains("STATUS=serving 2 listeners on"),
+            "READY=1 comes with a status line: {last:?}"
+        );
 
-    assert_eq!(roundtrip_tcp(tcp_addr, "straße\n"), "STRASSE\n");
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client.set_read_timeout(Some(WAIT)).unwrap();
-    client.send_to(b"hello", udp_addr).unwrap();
-    let mut buf = [0u8; 64];
-    let (n, from) = client.recv_from(&mut buf).unwrap();
-    assert_eq!((&buf[..n], from), (&b"HELLO"[..], udp_addr));
+        assert_eq!(roundtrip_tcp(tcp_addr, "straße\n"), "STRASSE\n");
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        client.send_to(b"hello", udp_addr).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"HELLO"[..], udp_addr));
 
-    signal(child.id(), "TERM");
-    expect_notification(&notify, "STOPPING=1");
-    expect_notification(&notify, "STATUS=stopped");
-    let (status, err) = finish(child);
-    assert!(status.success(), "{status}\n{err}");
-    for want in [
-        "fd=3 name=web kind=tcp",
-        "fd=4 name=dgram kind=udp",
-        &format!("listening on {udp_addr} (udp)"),
-    ] {
-        assert!(err.contains(want), "log lacks {want:?}:\n{err}");
+        signal(child.id(), "TERM");
+        expect_notification(&notify, "STOPPING=1");
+        expect_notification(&notify, "STATUS=stopped");
+        let (status, err) = finish(child);
+        assert!(status.success(), "{status}\n{err}");
+        for want in [
+            "fd=3 name=web kind=tcp",
+            "fd=4 name=dgram kind=udp",
+            &format!("listening on {udp_addr} (udp)"),
+        ] {
+            assert!(err.contains(want), "log lacks {want:?}:\n{err}");
+        }
     }
 }
 
@@ -261,6 +272,7 @@ fn spawn_on(addr: SocketAddr, args: &[&str]) -> Result<Child, (std::process::Exi
     let mut child = Command::new(UPCASED)
         .arg("--listen")
         .arg(addr.to_string())
+        .args(io_args())
         .args(args)
         .env_remove("UPCASED_LISTEN")
         .env_remove("RUST_LOG")
@@ -303,22 +315,23 @@ fn served(mut u: Upcased) -> u64 {
     }
 }
 
-#[test]
-fn two_processes_with_reuse_port_share_a_port_and_both_get_connections() {
-    let a = Upcased::spawn(&["--reuse-port", "--workers", "2"]);
-    let mut b = spawn_on(a.addr, &["--reuse-port", "--workers", "1"]).expect("second process");
-    const CONNECTIONS: u64 = 64;
-    for i in 0..CONNECTIONS {
-        assert_eq!(roundtrip_tcp(a.addr, &format!("c{i}\n")), format!("C{i}\n"));
+per_driver! {
+    fn two_processes_with_reuse_port_share_a_port_and_both_get_connections() {
+        let a = Upcased::spawn(&["--reuse-port", "--workers", "2"]);
+        let mut b = spawn_on(a.addr, &["--reuse-port", "--workers", "1"]).expect("second process");
+        const CONNECTIONS: u64 = 64;
+        for i in 0..CONNECTIONS {
+            assert_eq!(roundtrip_tcp(a.addr, &format!("c{i}\n")), format!("C{i}\n"));
+        }
+        // b's share: what a did not serve (each connection was served once, above).
+        let from_a = served(a);
+        signal(b.id(), "TERM");
+        assert!(b.wait().unwrap().success());
+        assert!(
+            from_a > 0 && from_a < CONNECTIONS,
+            "the kernel spread {CONNECTIONS} connections: {from_a} to one process, the rest to the other"
+        );
     }
-    // b's share: what a did not serve (each connection was served once, above).
-    let from_a = served(a);
-    signal(b.id(), "TERM");
-    assert!(b.wait().unwrap().success());
-    assert!(
-        from_a > 0 && from_a < CONNECTIONS,
-        "the kernel spread {CONNECTIONS} connections: {from_a} to one process, the rest to the other"
-    );
 }
 
 #[test]
@@ -382,25 +395,26 @@ fn without_reuse_port_a_second_process_on_the_port_fails_clearly() {
     assert!(err.contains("address already in use"), "{err}");
 }
 
-#[test]
-fn without_activation_upcased_binds_itself_notifies_and_pings_the_watchdog() {
-    let (notify_name, notify) = notify_socket();
-    let mut cmd = Command::new(UPCASED);
-    cmd.env("NOTIFY_SOCKET", &notify_name)
-        .env("WATCHDOG_USEC", "200000")
-        .env_remove("WATCHDOG_PID")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID");
-    let mut u = Upcased::spawn_with(cmd, &["--workers", "2"]);
-    let seen = expect_notification(&notify, "READY=1");
-    assert!(
-        seen.last()
-            .unwrap()
-            .contains(&format!("STATUS=serving 1 listener on {}", u.addr)),
-        "{seen:?}"
-    );
-    expect_notification(&notify, "WATCHDOG=1");
-    u.signal("TERM");
-    expect_notification(&notify, "STOPPING=1");
-    assert!(u.wait().success());
+per_driver! {
+    fn without_activation_upcased_binds_itself_notifies_and_pings_the_watchdog() {
+        let (notify_name, notify) = notify_socket();
+        let mut cmd = Command::new(UPCASED);
+        cmd.env("NOTIFY_SOCKET", &notify_name)
+            .env("WATCHDOG_USEC", "200000")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID");
+        let mut u = Upcased::spawn_with(cmd, &["--workers", "2"]);
+        let seen = expect_notification(&notify, "READY=1");
+        assert!(
+            seen.last()
+                .unwrap()
+                .contains(&format!("STATUS=serving 1 listener on {}", u.addr)),
+            "{seen:?}"
+        );
+        expect_notification(&notify, "WATCHDOG=1");
+        u.signal("TERM");
+        expect_notification(&notify, "STOPPING=1");
+        assert!(u.wait().success());
+    }
 }

@@ -16,7 +16,7 @@ use upcase::limits;
 use upcase::logging;
 use upcase::net::{bind_tcp, bind_udp, raise_nofile_limit};
 use upcase::reuseport::{bind_tcp_reuse_port, bind_udp_reuse_port};
-use upcase::server::{Listener, ListenerSettings, Listeners, Server, ServerArgs};
+use upcase::server::{Driver, Listener, ListenerSettings, Listeners, Server, ServerArgs};
 use upcase::systemd::{self, Notifier};
 use upcase::tls;
 
@@ -75,6 +75,18 @@ fn main() -> ExitCode {
              --tls-key FILE, or --tls-self-signed FILE to make one"
         );
         return ExitCode::from(2);
+    }
+    if args.io == Driver::Uring {
+        if !args.tls_listen.is_empty() {
+            eprintln!(
+                "upcased: error: --io uring does not serve --tls-listen yet: use --io epoll (or auto)"
+            );
+            return ExitCode::from(2);
+        }
+        if let Err(why) = uring_available() {
+            eprintln!("upcased: error: --io uring: {why}");
+            return ExitCode::FAILURE;
+        }
     }
     let notifier = Notifier::from_env().unwrap_or_else(|e| {
         warn!(error = %e, "NOTIFY_SOCKET is unusable; not notifying the service manager");
@@ -470,6 +482,14 @@ fn reload(server: &Server) {
             warn!(error = %e, "SIGHUP: TLS certificate not reloaded; keeping the old one")
         }
     }
+}
+
+/// Whether the io_uring driver can run here; why not, in one line, if it cannot.
+fn uring_available() -> Result<(), String> {
+    #[cfg(all(target_os = "linux", feature = "uring"))]
+    return upcase::uring::probe().map_err(|why| format!("io_uring is unavailable here: {why}"));
+    #[cfg(not(all(target_os = "linux", feature = "uring")))]
+    Err("this build has no io_uring driver (Linux, cargo feature `uring`)".into())
 }
 
 fn ipv6_unavailable(e: &std::io::Error) -> bool {

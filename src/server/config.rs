@@ -45,6 +45,35 @@ pub struct Config {
     /// Bound on a TLS handshake on a TLS listener (more than zero, at most
     /// [`limits::MAX_DURATION`]); the connection holds its slot meanwhile.
     pub tls_handshake_timeout: Duration,
+    /// Which connection driver serves the TCP listeners (`--io`).
+    pub io: Driver,
+}
+
+/// The connection driver (`--io`): both run the same state machine, so every promise of the
+/// protocol holds on either; they differ in how the kernel is asked for bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Driver {
+    /// io_uring where [`crate::uring::probe`] finds everything the driver needs and no
+    /// listener needs what it does not do yet (TLS); epoll otherwise. The choice is logged.
+    #[default]
+    Auto,
+    /// The tokio readiness driver (epoll): every listener kind, every kernel.
+    Epoll,
+    /// The io_uring driver: plain TCP listeners, with PROXY headers and banners; UDP
+    /// sockets are still served by a tokio task. Refused where io_uring is unavailable, or
+    /// with TLS listeners.
+    Uring,
+}
+
+impl Driver {
+    /// The flag's spelling: `auto`, `epoll`, `uring`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Auto => "auto",
+            Driver::Epoll => "epoll",
+            Driver::Uring => "uring",
+        }
+    }
 }
 
 impl Default for Config {
@@ -61,6 +90,7 @@ impl Default for Config {
             listener: ListenerSettings::default(),
             banner: None,
             tls_handshake_timeout: limits::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            io: Driver::Auto,
         }
     }
 }

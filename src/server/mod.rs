@@ -28,6 +28,7 @@
 //! | `metrics.rs` | the admin port's [`Snapshot`](crate::admin::Snapshot), summed from the workers at scrape time |
 //! | `admission.rs` | the connection limits shared by all workers |
 //! | `conn/` | one connection: the state machine, the readiness driver, the transport seam |
+//! | `ring.rs` | `--io`: choosing the driver; the io_uring workers' threads and their host (limits, counters, logs) |
 //! | `drain.rs` | the drain signal and its deadline |
 //! | `stats.rs` | per-worker counters, summed into [`Stats`] |
 //! | `log.rs` | rate-limited warnings |
@@ -44,16 +45,22 @@ mod log;
 mod metrics;
 mod options;
 mod preface;
+#[cfg(all(target_os = "linux", feature = "uring"))]
+mod ring;
 mod stats;
 mod tls;
 mod udp;
 mod workers;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Driver};
 pub use listeners::{Listener, ListenerSettings, Listeners, Preamble};
 pub use options::{BannerSetupError, ServerArgs};
 pub use stats::Stats;
 pub use udp::MIN_REPLY_PORT;
+
+pub(crate) use admission::Slot;
+#[cfg(all(target_os = "linux", feature = "uring"))]
+pub(crate) use ring::Host;
 
 use std::future::Future;
 use std::io;
@@ -85,6 +92,9 @@ pub(crate) struct Shared {
     proxy_log: RateLimitedLog,
     /// The certificate and acceptor of the TLS listeners, if the server has any.
     tls: Option<tls::TlsState>,
+    /// The drain signal of each set of io_uring workers (`--io uring`).
+    #[cfg(all(target_os = "linux", feature = "uring"))]
+    rings: Mutex<Vec<crate::uring::Handle>>,
 }
 
 impl Shared {
@@ -94,6 +104,25 @@ impl Shared {
                 active = self.admission.active(),
                 "draining: no new connections; open ones finish their line"
             );
+        }
+        #[cfg(all(target_os = "linux", feature = "uring"))]
+        if let Some(deadline) = self.drain.deadline() {
+            for h in self.rings.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                h.drain(deadline);
+            }
+        }
+    }
+
+    /// Registers the drain signal of new io_uring workers; signalled at once if the drain has
+    /// begun already.
+    #[cfg(all(target_os = "linux", feature = "uring"))]
+    fn add_ring(&self, h: crate::uring::Handle) {
+        self.rings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h.clone());
+        if let Some(deadline) = self.drain.deadline() {
+            h.drain(deadline);
         }
     }
 
@@ -136,6 +165,8 @@ impl Server {
                 accept_log: RateLimitedLog::default(),
                 proxy_log: RateLimitedLog::default(),
                 tls: None,
+                #[cfg(all(target_os = "linux", feature = "uring"))]
+                rings: Mutex::new(Vec::new()),
                 invalid,
                 config,
             }),
@@ -217,6 +248,18 @@ impl Server {
     ) -> io::Result<()> {
         let listeners = listeners.into();
         self.check([&listeners])?;
+        #[cfg(all(target_os = "linux", feature = "uring"))]
+        if ring::choose(self.shared.config.io, [&listeners], true)? == ring::Chosen::Uring {
+            let rings = ring::run_one(&self.shared, listeners);
+            tokio::pin!(rings);
+            tokio::select! {
+                r = &mut rings => return r,
+                () = shutdown => self.shared.begin_drain(),
+            }
+            return rings.await;
+        }
+        #[cfg(not(all(target_os = "linux", feature = "uring")))]
+        no_uring(self.shared.config.io)?;
         let worker = worker(self.shared.clone(), listeners, true, None);
         tokio::pin!(worker);
         tokio::select! {
@@ -270,6 +313,12 @@ impl Server {
         serving: impl FnOnce() + Send + 'static,
     ) -> io::Result<()> {
         self.check(&sets)?;
+        #[cfg(all(target_os = "linux", feature = "uring"))]
+        if ring::choose(self.shared.config.io, &sets, true)? == ring::Chosen::Uring {
+            return ring::run_sets(&self.shared, sets, shutdown, serving);
+        }
+        #[cfg(not(all(target_os = "linux", feature = "uring")))]
+        no_uring(self.shared.config.io)?;
         let count = sets.len().max(1);
         let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut sets = sets.into_iter();
@@ -310,4 +359,16 @@ impl Server {
         }
         result
     }
+}
+
+/// Without the io_uring driver in the build: `--io uring` is refused, `auto` is epoll.
+#[cfg(not(all(target_os = "linux", feature = "uring")))]
+fn no_uring(io: Driver) -> io::Result<()> {
+    if io == Driver::Uring {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--io uring: this build has no io_uring driver (Linux, cargo feature `uring`)",
+        ));
+    }
+    Ok(())
 }

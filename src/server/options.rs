@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::{Config, ListenerSettings};
+use super::{Config, Driver, ListenerSettings};
 use crate::banner::{hostname, Banner, BannerError, Template};
 use crate::limits;
 use crate::logging::LogFormat;
@@ -166,6 +166,13 @@ pub struct ServerArgs {
     #[arg(long)]
     pub reuse_port: bool,
 
+    /// The connection driver: auto (io_uring where the kernel offers what it needs and no
+    /// listener is TLS, else epoll; the log says which), epoll, or uring (exit status 1 where
+    /// io_uring is unavailable; a usage error with --tls-listen).
+    #[arg(long = "io", value_name = "auto|epoll|uring", env = "UPCASED_IO", value_enum,
+          default_value_t = Driver::Auto, hide_possible_values = true)]
+    pub io: Driver,
+
     /// Log line format.
     #[arg(long, value_name = "text|json", value_enum, default_value_t = LogFormat::Text,
           hide_possible_values = true)]
@@ -208,6 +215,7 @@ impl ServerArgs {
             }),
             banner: None,
             tls_handshake_timeout: self.tls_handshake_timeout,
+            io: self.io,
         }
     }
 
@@ -337,6 +345,20 @@ mod tests {
             parse(&[]).unwrap().config().listener.proxy.mode,
             ProxyMode::Off
         );
+    }
+
+    #[test]
+    fn the_io_flag_picks_the_driver() {
+        assert_eq!(parse(&[]).unwrap().config().io, Driver::Auto);
+        for (flag, want) in [
+            ("auto", Driver::Auto),
+            ("epoll", Driver::Epoll),
+            ("uring", Driver::Uring),
+        ] {
+            assert_eq!(parse(&["--io", flag]).unwrap().config().io, want);
+            assert_eq!(want.as_str(), flag);
+        }
+        assert_eq!(parse(&["--io", "kqueue"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -131,7 +131,27 @@ fn multishot_recv(mut ring: IoUring) -> Result<(), Unavailable> {
             "the receive did not stay armed".into(),
         ));
     }
-    // Dropping the ring cancels the receive before the socket pair and the buffers go.
+    // Cancel the receive and reap its last completion before the ring goes: a ring torn
+    // down with a request in flight leaves the kernel cancelling it through task work on
+    // this thread, which interrupts this thread's next blocking socket call that has a
+    // timeout (EINTR).
+    let cancel = opcode::AsyncCancel::new(1).build().user_data(2);
+    // SAFETY: a cancel points to no memory.
+    unsafe { ring.submission().push(&cancel) }
+        .map_err(|_| Unavailable::Other("submission", io::ErrorKind::Other.into()))?;
+    let mut ended = false;
+    let mut cancelled = false;
+    while !(ended && cancelled) {
+        ring.submit_and_wait(1)
+            .map_err(|e| Unavailable::Other("io_uring_enter", e))?;
+        for c in ring.completion() {
+            match c.user_data() {
+                1 if !cqueue::more(c.flags()) => ended = true,
+                2 => cancelled = true,
+                _ => {}
+            }
+        }
+    }
     drop(ring);
     drop(bufs);
     Ok(())

@@ -1,12 +1,11 @@
 //! One worker's ring event loop: accepts, receives, sends, deadlines; the policy is the
-//! [`Connection`]'s.
+//! [`Connection`]'s, the limits and counters the server's (through its [`Host`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -14,9 +13,13 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::bufring::BufRing;
-use super::{Connection, End, Error, Handle, Next, Options, Stats, Timer};
-use super::{COMPLETION_ENTRIES, POOL_BYTES, QUEUE_BYTES, SUBMISSION_ENTRIES};
-use crate::limits::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
+use super::{Connection, End, Error, Handle, Next, Policy, Timer};
+use crate::limits::{
+    ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, URING_CQ_ENTRIES, URING_POOL_BYTES, URING_QUEUE_BYTES,
+    URING_SQ_ENTRIES,
+};
+use crate::proxy::{Decoder, Progress, ProxyError};
+use crate::server::{Host, Listener, ListenerSettings, Slot};
 
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
@@ -37,6 +40,17 @@ struct Reply {
     ptr: *const u8,
     len: usize,
     sent: usize,
+    /// The banner line, which the state machine knows nothing of.
+    banner: bool,
+}
+
+/// Received bytes not yet handed on: `len` bytes from `off` in ring buffer `bid` (`off` is
+/// past a PROXY header that came in the same segment).
+#[derive(Clone, Copy)]
+struct Chunk {
+    bid: u16,
+    off: u32,
+    len: u32,
 }
 
 /// How far a close has got.
@@ -60,12 +74,23 @@ struct Closing {
     stage: Stage,
 }
 
+/// Before the stream: the PROXY header being read. Boxed, so that a connection on a plain
+/// listener carries one pointer for it.
+struct Pre {
+    decoder: Decoder,
+    /// The header timeout's deadline.
+    until: Instant,
+    /// The socket's peer (the balancer).
+    peer: SocketAddr,
+    listener: usize,
+}
+
 struct Conn {
     fd: OwnedFd,
     gen: u32,
     m: Connection,
-    /// Received ring buffers (id, length) not yet handed to the machine, oldest first.
-    queue: VecDeque<(u16, u32)>,
+    /// Received input not yet handed to the machine, oldest first.
+    queue: VecDeque<Chunk>,
     reply: Option<Reply>,
     spill: Vec<u8>,
     recv_armed: bool,
@@ -75,8 +100,29 @@ struct Conn {
     eof_fed: bool,
     starved: bool,
     stalled: bool,
+    /// Counted as served (so its end is counted too); not while its PROXY header is read.
+    served: bool,
     closing: Option<Closing>,
     timer_at: Option<Instant>,
+    pre: Option<Box<Pre>>,
+    /// Its place under the server's limits, given up when the connection is dropped.
+    slot: Slot,
+    /// `conn{peer=..}`, as on the readiness driver; only while debug logging is on.
+    span: Option<Box<tracing::Span>>,
+}
+
+impl Conn {
+    /// The connection's span, to enter around what is logged for it.
+    fn span(&self) -> Option<tracing::Span> {
+        self.span.as_deref().cloned()
+    }
+}
+
+/// The `conn` span of a connection from `peer`, when debug logging is on (else none: it
+/// would cost every idle connection a pointer's worth more than nothing).
+fn conn_span(peer: Option<SocketAddr>) -> Option<Box<tracing::Span>> {
+    let peer = peer?;
+    tracing::enabled!(tracing::Level::DEBUG).then(|| Box::new(tracing::debug_span!("conn", %peer)))
 }
 
 /// The submission side, pushing early when the queue is full.
@@ -109,6 +155,23 @@ impl Io {
     }
 }
 
+/// One listener of this worker.
+struct Lst {
+    /// Closed (set to `None`) when the drain begins, so that new connections are refused.
+    socket: Option<TcpListener>,
+    fd: RawFd,
+    settings: ListenerSettings,
+    /// `{server}` in the banner.
+    local: SocketAddr,
+    armed: bool,
+}
+
+/// What every connection of this worker shares: the server's host and the policy.
+struct Ctx<'a> {
+    host: &'a Host,
+    policy: Policy,
+}
+
 struct Worker<'a> {
     // Field order is drop order: the ring goes before the buffers it was given.
     io: Io,
@@ -118,61 +181,72 @@ struct Worker<'a> {
     live: usize,
     next_gen: u32,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
-    listeners: Vec<RawFd>,
-    accept_armed: Vec<bool>,
+    lst: Vec<Lst>,
     accept_blocked: bool,
     backoff: Duration,
     draining: Option<Instant>,
     dirty: Vec<usize>,
     starved: Vec<usize>,
-    opts: &'a Options,
-    stats: &'a Stats,
+    cx: Ctx<'a>,
     handle: &'a Handle,
     queue_limit: usize,
 }
 
-/// Serves `listeners` on a ring of this thread's own until the drain `handle` signals has
-/// closed every connection. Blocks the calling thread; call it once per worker thread.
+/// Serves `listeners` (plain TCP; PROXY headers and the banner included) on a ring of this
+/// thread's own until the drain `handle` signals has closed every connection, with the
+/// limits, counters and logs of `host`'s server. Blocks the calling thread; call it once per
+/// worker thread. `started` is called once the accepts are armed.
 ///
-/// The listeners stay the caller's (they are not closed). TCP_NODELAY is set on them so that
+/// The listeners are closed when the drain begins. TCP_NODELAY is set on them so that
 /// accepted sockets inherit it.
-pub fn run(
-    listeners: &[TcpListener],
-    opts: &Options,
-    stats: &Stats,
+pub(crate) fn run(
+    listeners: Vec<Listener>,
+    host: &Host,
     handle: &Handle,
+    started: impl FnOnce(),
 ) -> Result<(), Error> {
     let ring = build_ring().map_err(|e| Error::Setup("io_uring_setup", e))?;
-    let read_limit = opts.policy.read_limit.clamp(64, 1 << 30);
-    let count = (POOL_BYTES / read_limit)
+    let policy = host.policy();
+    let read_limit = policy.read_limit.clamp(64, 1 << 30);
+    let count = (URING_POOL_BYTES / read_limit)
         .clamp(16, 4096)
         .next_power_of_two() as u16;
     let bufs = BufRing::new(&ring, count, read_limit as u32)
         .map_err(|e| Error::Setup("IORING_REGISTER_PBUF_RING", e))?;
+    let mut lst = Vec::with_capacity(listeners.len());
     for l in listeners {
-        let _ = socket2::SockRef::from(l).set_nodelay(true);
+        let _ = socket2::SockRef::from(&l.socket).set_nodelay(true);
+        let local = l
+            .socket
+            .local_addr()
+            .map_err(|e| Error::Setup("getsockname", e))?;
+        lst.push(Lst {
+            fd: l.socket.as_raw_fd(),
+            socket: Some(l.socket),
+            settings: l.settings,
+            local,
+            armed: false,
+        });
     }
     let mut w = Worker {
         io: Io { ring },
-        queue_limit: (QUEUE_BYTES / bufs.size()).max(2),
+        queue_limit: (URING_QUEUE_BYTES / bufs.size()).max(2),
         bufs,
         conns: Vec::new(),
         free_slots: Vec::new(),
         live: 0,
         next_gen: 0,
         timers: BinaryHeap::new(),
-        listeners: listeners.iter().map(|l| l.as_raw_fd()).collect(),
-        accept_armed: vec![false; listeners.len()],
+        lst,
         accept_blocked: false,
         backoff: ACCEPT_BACKOFF_MIN,
         draining: None,
         dirty: Vec::new(),
         starved: Vec::new(),
-        opts,
-        stats,
+        cx: Ctx { host, policy },
         handle,
     };
-    w.run()
+    w.run(started)
 }
 
 /// A ring with the cheapest task-running mode the kernel has.
@@ -187,11 +261,11 @@ fn build_ring() -> io::Result<IoUring> {
     if first > 0 {
         return build_ring_from(first);
     }
-    b.setup_cqsize(COMPLETION_ENTRIES)
+    b.setup_cqsize(URING_CQ_ENTRIES)
         .setup_submit_all()
         .setup_single_issuer()
         .setup_defer_taskrun();
-    if let Ok(r) = b.build(SUBMISSION_ENTRIES) {
+    if let Ok(r) = b.build(URING_SQ_ENTRIES) {
         return Ok(r);
     }
     build_ring_from(1)
@@ -199,21 +273,21 @@ fn build_ring() -> io::Result<IoUring> {
 
 fn build_ring_from(first: u8) -> io::Result<IoUring> {
     let mut b = IoUring::builder();
-    b.setup_cqsize(COMPLETION_ENTRIES)
+    b.setup_cqsize(URING_CQ_ENTRIES)
         .setup_submit_all()
         .setup_single_issuer()
         .setup_coop_taskrun();
     if first > 1 {
         let mut b = IoUring::builder();
-        b.setup_cqsize(COMPLETION_ENTRIES);
-        return b.build(SUBMISSION_ENTRIES);
+        b.setup_cqsize(URING_CQ_ENTRIES);
+        return b.build(URING_SQ_ENTRIES);
     }
-    if let Ok(r) = b.build(SUBMISSION_ENTRIES) {
+    if let Ok(r) = b.build(URING_SQ_ENTRIES) {
         return Ok(r);
     }
     let mut b = IoUring::builder();
-    b.setup_cqsize(COMPLETION_ENTRIES);
-    b.build(SUBMISSION_ENTRIES)
+    b.setup_cqsize(URING_CQ_ENTRIES);
+    b.build(URING_SQ_ENTRIES)
 }
 
 fn is_resource_error(errno: i32) -> bool {
@@ -223,13 +297,20 @@ fn is_resource_error(errno: i32) -> bool {
     )
 }
 
+/// The peer of an accepted socket (one `getpeername`, asked only where a limit, a header or
+/// the banner needs it).
+fn peer_of(fd: &OwnedFd) -> Option<SocketAddr> {
+    socket2::SockRef::from(fd).peer_addr().ok()?.as_socket()
+}
+
 impl Worker<'_> {
-    fn run(&mut self) -> Result<(), Error> {
+    fn run(&mut self, started: impl FnOnce()) -> Result<(), Error> {
         let enter = Error::Enter;
-        for i in 0..self.listeners.len() {
+        for i in 0..self.lst.len() {
             self.arm_accept(i).map_err(enter)?;
         }
         self.arm_wake().map_err(enter)?;
+        started();
         let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
         loop {
             if self.draining.is_some() && self.live == 0 {
@@ -293,13 +374,16 @@ impl Worker<'_> {
     }
 
     fn arm_accept(&mut self, i: usize) -> io::Result<()> {
-        let e = opcode::AcceptMulti::new(types::Fd(self.listeners[i]))
+        if self.lst[i].socket.is_none() {
+            return Ok(());
+        }
+        let e = opcode::AcceptMulti::new(types::Fd(self.lst[i].fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(ud(OP_ACCEPT, i));
         // SAFETY: a multishot accept without an address points to no memory.
         unsafe { self.io.push(e)? };
-        self.accept_armed[i] = true;
+        self.lst[i].armed = true;
         Ok(())
     }
 
@@ -308,8 +392,8 @@ impl Worker<'_> {
         if self.accept_blocked || self.draining.is_some() {
             return Ok(());
         }
-        for i in 0..self.listeners.len() {
-            if !self.accept_armed[i] {
+        for i in 0..self.lst.len() {
+            if !self.lst[i].armed {
                 self.arm_accept(i)?;
             }
         }
@@ -352,9 +436,15 @@ impl Worker<'_> {
         }
         self.draining = Some(deadline);
         debug!("drain began");
-        for i in 0..self.listeners.len() {
-            if self.accept_armed[i] {
+        // Close the listeners: new connections are refused. The kernel lets go of a socket
+        // once its accept's cancellation completes.
+        for i in 0..self.lst.len() {
+            if self.lst[i].armed {
                 self.io.cancel(ud(OP_ACCEPT, i))?;
+            }
+            if let Some(s) = self.lst[i].socket.take() {
+                debug!(local = %self.lst[i].local, "listener closed");
+                drop(s);
             }
         }
         for idx in 0..self.conns.len() {
@@ -367,10 +457,16 @@ impl Worker<'_> {
                 self.dirty.push(idx);
                 continue;
             }
+            if c.pre.is_some() {
+                debug!("drain began while the PROXY header was incomplete; closed");
+                abort(c, now);
+                self.dirty.push(idx);
+                continue;
+            }
             // Queued input waits only behind a reply in flight, so a connection the machine
             // closes here holds no unanswered input.
             if let Next::Close(end) = c.m.drain_began(deadline) {
-                start_close(&mut self.io, &mut self.bufs, c, idx, end, now)?;
+                start_close(&mut self.io, &mut self.bufs, &self.cx, c, idx, end, now)?;
             }
             self.dirty.push(idx);
         }
@@ -379,32 +475,21 @@ impl Worker<'_> {
 
     fn on_accept(&mut self, now: Instant, i: usize, res: i32, flags: u32) -> io::Result<()> {
         if !cqueue::more(flags) {
-            self.accept_armed[i] = false;
+            self.lst[i].armed = false;
         }
         if res >= 0 {
             // SAFETY: a successful accept returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
             if self.draining.is_some() {
-                return Ok(());
+                return Ok(()); // closed: the listener is going away
             }
-            if self.live >= self.opts.max_connections {
-                self.stats
-                    .rejected_over_limit
-                    .fetch_add(1, Ordering::Relaxed);
-                return self.rearm_accepts();
-            }
-            self.add_conn(fd, now);
             self.backoff = ACCEPT_BACKOFF_MIN;
+            self.admit(now, i, fd);
         } else if is_resource_error(-res) {
-            self.stats
-                .accept_resource_errors
-                .fetch_add(1, Ordering::Relaxed);
             if !self.accept_blocked {
-                warn!(
-                    error = %io::Error::from_raw_os_error(-res),
-                    backoff = ?self.backoff,
-                    "accept failed for want of resources; backing off"
-                );
+                self.cx
+                    .host
+                    .accept_failed(&io::Error::from_raw_os_error(-res), self.backoff);
                 self.accept_blocked = true;
                 self.timers
                     .push(Reverse((now + self.backoff, ACCEPT_TIMER, 0)));
@@ -412,17 +497,42 @@ impl Worker<'_> {
             }
             return Ok(());
         } else if res != -libc::ECANCELED {
-            debug!(error = %io::Error::from_raw_os_error(-res), "accept failed");
+            // ECONNABORTED and the like concern one connection that is already gone.
+            debug!(error = %io::Error::from_raw_os_error(-res), "accept failed; carrying on");
         }
         self.rearm_accepts()
     }
 
-    fn add_conn(&mut self, fd: OwnedFd, now: Instant) {
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let c = Conn {
+    /// Admits a connection accepted on listener `i` under the server's limits, or refuses
+    /// it (closing it once counted).
+    fn admit(&mut self, now: Instant, i: usize, fd: OwnedFd) {
+        let host = self.cx.host;
+        let slot = match host.admit() {
+            Ok(slot) => slot,
+            Err(why) => {
+                host.refuse(peer_of(&fd), why);
+                return;
+            }
+        };
+        let settings = self.lst[i].settings;
+        let decoder = settings.proxy.decoder();
+        let banner = host.banner();
+        let debug = tracing::enabled!(tracing::Level::DEBUG);
+        let peer = if decoder.is_some() || banner.is_some() || host.per_ip() || debug {
+            match peer_of(&fd) {
+                Some(p) => Some(p),
+                None => {
+                    debug!("connection gone before it was served");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let mut c = Conn {
             fd,
-            gen: self.next_gen,
-            m: Connection::new(&self.opts.policy, now),
+            gen: 0,
+            m: Connection::new(&self.cx.policy, now),
             queue: VecDeque::new(),
             reply: None,
             spill: Vec::new(),
@@ -433,9 +543,36 @@ impl Worker<'_> {
             eof_fed: false,
             starved: false,
             stalled: false,
+            served: false,
             closing: None,
             timer_at: None,
+            pre: None,
+            slot,
+            span: None,
         };
+        match (decoder, peer) {
+            (Some(decoder), Some(peer)) => {
+                // The client's address is in the header: the per-IP limit once it is read.
+                c.pre = Some(Box::new(Pre {
+                    decoder,
+                    until: now + settings.proxy.header_timeout,
+                    peer,
+                    listener: i,
+                }));
+            }
+            (_, peer) => {
+                if let (true, Some(p)) = (host.per_ip(), peer) {
+                    if let Err(why) = c.slot.place(p.ip()) {
+                        host.refuse(Some(p), why);
+                        return;
+                    }
+                }
+                c.span = conn_span(peer);
+                serve(&self.cx, &mut c, self.lst[i].local, peer);
+            }
+        }
+        self.next_gen = self.next_gen.wrapping_add(1);
+        c.gen = self.next_gen;
         let idx = match self.free_slots.pop() {
             Some(i) => {
                 self.conns[i] = Some(c);
@@ -447,8 +584,6 @@ impl Worker<'_> {
             }
         };
         self.live += 1;
-        self.stats.served.fetch_add(1, Ordering::Relaxed);
-        self.stats.active.fetch_add(1, Ordering::Relaxed);
         self.dirty.push(idx);
     }
 
@@ -459,10 +594,11 @@ impl Worker<'_> {
         if let Some(bid) = cqueue::buffer_select(flags) {
             self.bufs.taken(bid);
             if res > 0 && c.closing.is_none() {
-                self.stats
-                    .bytes_received
-                    .fetch_add(res as u64, Ordering::Relaxed);
-                c.queue.push_back((bid, res as u32));
+                c.queue.push_back(Chunk {
+                    bid,
+                    off: 0,
+                    len: res as u32,
+                });
             } else {
                 self.bufs.give_back(bid);
             }
@@ -477,7 +613,14 @@ impl Worker<'_> {
                 self.bufs.ran_dry();
                 self.starved.push(idx);
             } else if res < 0 && res != -libc::ECANCELED && c.closing.is_none() {
-                debug!(error = %io::Error::from_raw_os_error(-res), "receive failed");
+                if let Some(span) = c.span() {
+                    span.in_scope(
+                        || debug!(error = %io::Error::from_raw_os_error(-res), "receive failed"),
+                    );
+                }
+                if c.served {
+                    self.cx.host.closed(End::Error);
+                }
                 c.closing = Some(Closing {
                     end: End::Error,
                     until: Instant::now(),
@@ -501,9 +644,7 @@ impl Worker<'_> {
             if cl.stage == Stage::TailSent {
                 if res > 0 {
                     c.m.wrote(res as usize);
-                    self.stats
-                        .bytes_sent
-                        .fetch_add(res as u64, Ordering::Relaxed);
+                    self.cx.host.bytes(0, res as u64);
                 }
                 cl.stage = Stage::Shut;
             }
@@ -511,25 +652,37 @@ impl Worker<'_> {
             return Ok(());
         }
         if res <= 0 {
-            if res < 0 {
-                debug!(error = %io::Error::from_raw_os_error(-res), "send failed");
+            if let (true, Some(span)) = (res < 0, c.span()) {
+                span.in_scope(
+                    || debug!(error = %io::Error::from_raw_os_error(-res), "send failed"),
+                );
             }
-            return start_close(&mut self.io, &mut self.bufs, c, idx, End::Error, now);
+            return start_close(
+                &mut self.io,
+                &mut self.bufs,
+                &self.cx,
+                c,
+                idx,
+                End::Error,
+                now,
+            );
         }
         let n = res as usize;
-        c.m.wrote(n);
-        self.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-        if c.stalled {
-            c.m.write_resumed(now);
-            c.stalled = false;
-        }
+        self.cx.host.bytes(0, n as u64);
         let Some(r) = c.reply.as_mut() else {
             return Ok(());
         };
+        if !r.banner {
+            c.m.wrote(n);
+            if c.stalled {
+                c.m.write_resumed(now);
+            }
+        }
+        c.stalled = false;
         r.sent += n;
         if r.sent < r.len {
             // A short send: the client's window is full.
-            if c.m.write_stalled() {
+            if !r.banner && c.m.write_stalled() {
                 debug!(
                     unsent = r.len - r.sent,
                     "client is not reading; reads paused until it does"
@@ -541,9 +694,13 @@ impl Worker<'_> {
         if let Some(bid) = r.bid {
             self.bufs.give_back(bid);
         }
+        let banner = r.banner;
         c.reply = None;
+        if banner {
+            return Ok(());
+        }
         if let Next::Close(end) = c.m.reply_sent() {
-            return start_close(&mut self.io, &mut self.bufs, c, idx, end, now);
+            return start_close(&mut self.io, &mut self.bufs, &self.cx, c, idx, end, now);
         }
         Ok(())
     }
@@ -557,7 +714,18 @@ impl Worker<'_> {
             let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            let closed = advance(&mut self.io, &mut self.bufs, c, idx, now, limit, self.stats)?;
+            let span = c.span();
+            let _entered = span.as_ref().map(tracing::Span::enter);
+            let closed = advance(
+                &mut self.io,
+                &mut self.bufs,
+                &self.cx,
+                &self.lst,
+                c,
+                idx,
+                now,
+                limit,
+            )?;
             if closed {
                 self.conns[idx] = None;
                 self.free_slots.push(idx);
@@ -569,11 +737,14 @@ impl Worker<'_> {
                 }
                 continue;
             }
-            let want = match &c.closing {
+            let want = match (&c.closing, &c.pre) {
                 // A close waits on a deadline only while it lingers or sends the tail.
-                Some(cl) if matches!(cl.stage, Stage::Linger | Stage::TailSent) => Some(cl.until),
-                Some(_) => None,
-                None => c.m.deadline(),
+                (Some(cl), _) if matches!(cl.stage, Stage::Linger | Stage::TailSent) => {
+                    Some(cl.until)
+                }
+                (Some(_), _) => None,
+                (None, Some(pre)) => Some(pre.until),
+                (None, None) => c.m.deadline(),
             };
             if let Some(at) = want {
                 if c.timer_at.is_none_or(|t| at < t) {
@@ -622,6 +793,13 @@ impl Worker<'_> {
                 }
                 continue;
             }
+            if let Some(pre) = &c.pre {
+                if pre.until <= now {
+                    let timeout = self.lst[pre.listener].settings.proxy.header_timeout;
+                    refuse_header(&self.cx, c, ProxyError::TimedOut(timeout), now);
+                }
+                continue;
+            }
             let end = match c.m.timer(now) {
                 Timer::Wait => continue,
                 Timer::Probe => {
@@ -633,16 +811,60 @@ impl Worker<'_> {
                 }
                 Timer::Close(end) => end,
             };
-            start_close(&mut self.io, &mut self.bufs, c, idx, end, now)?;
+            let span = c.span();
+            let _entered = span.as_ref().map(tracing::Span::enter);
+            start_close(&mut self.io, &mut self.bufs, &self.cx, c, idx, end, now)?;
         }
         self.settle(now)
     }
 }
 
-/// Starts closing `c` the way `end` says.
+/// The connection is admitted and its stream begins: count it, and queue the banner, if
+/// there is one, as the first reply. `peer` is the client (the PROXY header's, if any); it
+/// is known whenever there is a banner.
+fn serve(cx: &Ctx<'_>, c: &mut Conn, server: SocketAddr, peer: Option<SocketAddr>) {
+    if let Some(span) = c.span() {
+        span.in_scope(|| debug!("accepted"));
+    }
+    cx.host.served();
+    c.served = true;
+    if let (Some(banner), Some(client)) = (cx.host.banner(), peer) {
+        c.spill.clear();
+        banner.render_into(server, client, &mut c.spill);
+        c.reply = Some(Reply {
+            bid: None,
+            ptr: c.spill.as_ptr(),
+            len: c.spill.len(),
+            sent: 0,
+            banner: true,
+        });
+    }
+}
+
+/// Closes a connection that was never served (its PROXY header refused or unfinished): no
+/// reply, no FIN first, no count of its end.
+fn abort(c: &mut Conn, now: Instant) {
+    c.closing = Some(Closing {
+        end: End::Error,
+        until: now,
+        stage: Stage::Done,
+    });
+}
+
+/// Refuses a connection's PROXY header: counted, logged, closed unanswered.
+fn refuse_header(cx: &Ctx<'_>, c: &mut Conn, e: ProxyError, now: Instant) {
+    let peer = c.pre.as_ref().map(|p| p.peer);
+    if let Some(peer) = peer {
+        cx.host.proxy_refused(peer, &e);
+    }
+    abort(c, now);
+}
+
+/// Starts closing `c` the way `end` says, counting its end.
 fn start_close(
     io: &mut Io,
     bufs: &mut BufRing,
+    cx: &Ctx<'_>,
     c: &mut Conn,
     idx: usize,
     end: End,
@@ -651,11 +873,18 @@ fn start_close(
     if c.closing.is_some() {
         return Ok(());
     }
+    if c.served {
+        cx.host.closed(end);
+    }
     if end == End::Idle {
         debug!("idle timeout");
     }
-    for (bid, _) in c.queue.drain(..) {
-        bufs.give_back(bid);
+    if end == End::DrainDeadline && c.m.mid_line() {
+        let peer = peer_of(&c.fd).map_or_else(|| "?".to_owned(), |p| p.to_string());
+        warn!(%peer, "shutdown timeout cut a line in progress");
+    }
+    for ch in c.queue.drain(..) {
+        bufs.give_back(ch.bid);
     }
     if c.send_inflight {
         // A reply the close interrupted (the machine owes nothing after it).
@@ -684,20 +913,73 @@ fn start_close(
     Ok(())
 }
 
+/// Feeds a received chunk to the PROXY header decoder. On the header's end, the connection
+/// is admitted under the per-IP limit and served, and what followed the header in the same
+/// chunk goes back to the front of the queue.
+fn feed_header(
+    cx: &Ctx<'_>,
+    lst: &[Lst],
+    bufs: &mut BufRing,
+    c: &mut Conn,
+    ch: Chunk,
+    now: Instant,
+) {
+    let Some(pre) = c.pre.as_mut() else { return };
+    // SAFETY: `ch.bid` came from a receive completion and is held by this connection alone
+    // until given back below.
+    let data = unsafe { bufs.buffer(ch.bid, (ch.off + ch.len) as usize) };
+    let data = &data[ch.off as usize..];
+    match pre.decoder.feed(data) {
+        Ok(Progress::NeedMore) => bufs.give_back(ch.bid),
+        Err(e) => {
+            bufs.give_back(ch.bid);
+            refuse_header(cx, c, e, now);
+        }
+        Ok(Progress::Done { header, consumed }) => {
+            let Some(pre) = c.pre.take() else { return };
+            let client = header.client_or(pre.peer);
+            if cx.host.per_ip() {
+                if let Err(why) = c.slot.place(client.ip()) {
+                    bufs.give_back(ch.bid);
+                    cx.host.refuse(Some(client), why);
+                    abort(c, now);
+                    return;
+                }
+            }
+            debug!(peer = %pre.peer, %client, version = %header.version, local = header.local, "PROXY header read");
+            if consumed < ch.len as usize {
+                c.queue.push_front(Chunk {
+                    bid: ch.bid,
+                    off: ch.off + consumed as u32,
+                    len: ch.len - consumed as u32,
+                });
+            } else {
+                bufs.give_back(ch.bid);
+            }
+            // The stream, and its idle timeout, begin now.
+            c.m = Connection::new(&cx.policy, now);
+            c.span = conn_span(Some(client));
+            serve(cx, c, lst[pre.listener].local, Some(client));
+        }
+    }
+}
+
 /// Moves `c` on: feeds queued input to the machine and sends its replies, arms or pauses
 /// the receive, carries a close through. `Ok(true)` once the connection is closed.
+#[allow(clippy::too_many_arguments)]
 fn advance(
     io: &mut Io,
     bufs: &mut BufRing,
+    cx: &Ctx<'_>,
+    lst: &[Lst],
     c: &mut Conn,
     idx: usize,
     now: Instant,
     limit: usize,
-    stats: &Stats,
 ) -> io::Result<bool> {
     loop {
         if c.closing.is_some() {
-            return advance_close(io, bufs, c, idx, now, stats);
+            return advance_close(io, bufs, cx, c, idx, now);
         }
         if c.send_inflight {
             break;
@@ -718,18 +1000,26 @@ fn advance(
             c.send_inflight = true;
             break;
         }
-        if let Some((bid, len)) = c.queue.pop_front() {
-            // SAFETY: `bid` came from a receive completion and is held by this connection
+        if let Some(ch) = c.queue.pop_front() {
+            if c.pre.is_some() {
+                feed_header(cx, lst, bufs, c, ch, now);
+                continue;
+            }
+            // SAFETY: `ch.bid` came from a receive completion and is held by this connection
             // alone until given back below or after its reply's send.
-            let data = unsafe { bufs.buffer(bid, len as usize) };
+            let data = unsafe { bufs.buffer(ch.bid, (ch.off + ch.len) as usize) };
+            let data = &mut data[ch.off as usize..];
             let base = data.as_ptr() as usize;
+            // The client's bytes: counted here, not at the receive, so that a PROXY header
+            // is not (as on the readiness driver).
+            cx.host.bytes(u64::from(ch.len), 0);
             let out = c.m.received(now, data, &mut c.spill);
             let (ptr, n) = (out.as_ptr(), out.len());
-            let in_place = (ptr as usize) >= base && (ptr as usize) < base + len as usize;
+            let in_place = (ptr as usize) >= base && (ptr as usize) < base + ch.len as usize;
             let bid = if in_place {
-                Some(bid)
+                Some(ch.bid)
             } else {
-                bufs.give_back(bid);
+                bufs.give_back(ch.bid);
                 None
             };
             if n == 0 {
@@ -737,7 +1027,7 @@ fn advance(
                     bufs.give_back(b);
                 }
                 if let Next::Close(end) = c.m.reply_sent() {
-                    start_close(io, bufs, c, idx, end, now)?;
+                    start_close(io, bufs, cx, c, idx, end, now)?;
                 }
                 continue;
             }
@@ -746,16 +1036,22 @@ fn advance(
                 ptr,
                 len: n,
                 sent: 0,
+                banner: false,
             });
             continue;
         }
         if c.eof && !c.eof_fed {
             c.eof_fed = true;
+            if let Some(pre) = &c.pre {
+                let e = pre.decoder.truncated();
+                refuse_header(cx, c, e, now);
+                continue;
+            }
             let tail = c.m.end_of_input(now, &mut c.spill);
             let (ptr, n) = (tail.as_ptr(), tail.len());
             if n == 0 {
                 if let Next::Close(end) = c.m.reply_sent() {
-                    start_close(io, bufs, c, idx, end, now)?;
+                    start_close(io, bufs, cx, c, idx, end, now)?;
                 }
                 continue;
             }
@@ -764,6 +1060,7 @@ fn advance(
                 ptr,
                 len: n,
                 sent: 0,
+                banner: false,
             });
             continue;
         }
@@ -794,10 +1091,10 @@ fn arm_recv(io: &mut Io, c: &mut Conn, idx: usize) -> io::Result<()> {
 fn advance_close(
     io: &mut Io,
     bufs: &mut BufRing,
+    cx: &Ctx<'_>,
     c: &mut Conn,
     idx: usize,
     now: Instant,
-    stats: &Stats,
 ) -> io::Result<bool> {
     if c.send_inflight {
         return Ok(false);
@@ -807,8 +1104,8 @@ fn advance_close(
             bufs.give_back(bid);
         }
     }
-    for (bid, _) in c.queue.drain(..) {
-        bufs.give_back(bid);
+    for ch in c.queue.drain(..) {
+        bufs.give_back(ch.bid);
     }
     let fd = c.fd.as_raw_fd();
     let Some(cl) = c.closing.as_mut() else {
@@ -830,7 +1127,7 @@ fn advance_close(
                     };
                     if n > 0 {
                         c.m.wrote(n as usize);
-                        stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+                        cx.host.bytes(0, n as u64);
                     }
                     cl.stage = Stage::Shut;
                     continue;
@@ -873,14 +1170,8 @@ fn advance_close(
                     }
                     return Ok(false);
                 }
-                let end = cl.end;
-                stats.closed(end);
-                if end == End::DrainDeadline && c.m.mid_line() {
-                    stats.drain_cut.fetch_add(1, Ordering::Relaxed);
-                    warn!("shutdown timeout cut a line in progress");
-                }
                 debug!(
-                    reason = end.as_str(),
+                    reason = cl.end.as_str(),
                     bytes_in = c.m.bytes_in(),
                     bytes_out = c.m.bytes_out(),
                     "closed"

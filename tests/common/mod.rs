@@ -9,10 +9,79 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use upcase::server::{Config, Listeners, Server};
+use upcase::server::{Config, Driver, Listeners, Server};
 
 /// Generous bound for anything a test waits on: the machine is small and shared.
 pub const PATIENCE: Duration = Duration::from_secs(20);
+
+thread_local! {
+    /// The connection driver this thread's test runs the server on ([`per_driver!`]); `Auto`
+    /// (the server's own default) outside it.
+    static DRIVER: std::cell::Cell<Driver> = const { std::cell::Cell::new(Driver::Auto) };
+}
+
+/// The driver the current test runs the server on.
+pub fn driver() -> Driver {
+    DRIVER.with(|d| d.get())
+}
+
+/// Whether the io_uring driver can run here; why not, if it cannot. Probed once per test
+/// process.
+pub fn uring_unavailable() -> Option<String> {
+    static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WHY.get_or_init(|| {
+        #[cfg(all(target_os = "linux", feature = "uring"))]
+        return upcase::uring::probe().err().map(|e| e.to_string());
+        #[cfg(not(all(target_os = "linux", feature = "uring")))]
+        Some("this build has no io_uring driver".into())
+    })
+    .clone()
+}
+
+/// Runs `body` with every server it starts ([`TestServer`], [`Upcased`]) on `driver`. Where
+/// io_uring is unavailable the uring half says so and passes without running.
+pub fn with_driver(driver: Driver, body: impl FnOnce()) {
+    if driver == Driver::Uring {
+        if let Some(why) = uring_unavailable() {
+            eprintln!("skipped (the io_uring half): io_uring is unavailable here: {why}");
+            return;
+        }
+    }
+    DRIVER.with(|d| d.set(driver));
+    body();
+}
+
+/// Instantiates each test once per connection driver: `fn name() { .. }` becomes the tests
+/// `name::epoll` and `name::uring`, the same body with every server it starts on that
+/// driver (see [`with_driver`]). The two halves of one test take turns (a lock of their
+/// own), so that a test never runs beside its own twin: the load a test puts on the machine
+/// is what it was written for.
+#[allow(unused_macros)]
+macro_rules! per_driver {
+    ($($(#[doc = $doc:literal])* fn $name:ident() $body:block)*) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body() $body
+
+            static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+            #[test]
+            fn epoll() {
+                let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+                crate::common::with_driver(upcase::server::Driver::Epoll, body)
+            }
+
+            #[test]
+            fn uring() {
+                let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+                crate::common::with_driver(upcase::server::Driver::Uring, body)
+            }
+        }
+    )*};
+}
 
 /// The library's server, serving on an ephemeral port on a runtime of its own: the one
 /// in-process harness of the integration tests (TCP, and TCP with UDP on the same port).
@@ -54,7 +123,10 @@ impl TestServer {
         Self::serve(listeners, config)
     }
 
-    fn serve(listeners: Listeners, config: Config) -> TestServer {
+    fn serve(listeners: Listeners, mut config: Config) -> TestServer {
+        if driver() != Driver::Auto {
+            config.io = driver();
+        }
         let addr = listeners.tcp[0].socket.local_addr().unwrap();
         let server = Server::new(config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -169,7 +241,11 @@ impl Upcased {
 
     /// [`spawn_with`](Self::spawn_with), listening on `listen` instead.
     pub fn spawn_listening(mut cmd: Command, listen: &str, args: &[&str]) -> Upcased {
+        if driver() != Driver::Auto {
+            cmd.args(["--io", driver().as_str()]);
+        }
         let mut child = cmd
+            .env_remove("UPCASED_IO")
             .args(["--listen", listen])
             .args(args)
             .env_remove("RUST_LOG")
@@ -267,6 +343,9 @@ impl Upcased {
 
 impl Drop for Upcased {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("upcased's log:\n{}", self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
