@@ -18,7 +18,8 @@ Every server runs pinned on CPU 1 and the load on CPU 0 (`taskset`). The servers
 The certificate is an ECDSA P-256 one made here with openssl (the key type `upcased
 --tls-self-signed` makes), for localhost, 127.0.0.1 and ::1.
 
-`load` runs the workloads 100c-64B, 100c-1KiB-P8 and 4c-64KiB with `upcase bench --json`
+`load` runs the workloads 100c-64B, 100c-1KiB-P8 and 4c-64KiB (or those named with
+--workloads, which also knows 1c-64B, 4c-64B and 16c-64B) with `upcase bench --json`
 (`--tls --ca CERT` for the TLS servers: every handshake before the warm-up) in interleaved
 rounds (each round starts every server afresh, in turn, and runs every workload on it), and
 prints the median (min-max) msgs/s, p99 latency and server CPU-us per message, with the
@@ -61,6 +62,12 @@ WORKLOADS = [
     ("100c-64B", ["--connections", "100", "--size", "64"]),
     ("100c-1KiB-P8", ["--connections", "100", "--size", "1024", "--pipeline", "8"]),
     ("4c-64KiB", ["--connections", "4", "--size", "65536"]),
+]
+# Not run unless named with --workloads: how the cost per message moves with connections.
+EXTRA_WORKLOADS = [
+    ("1c-64B", ["--connections", "1", "--size", "64"]),
+    ("4c-64B", ["--connections", "4", "--size", "64"]),
+    ("16c-64B", ["--connections", "16", "--size", "64"]),
 ]
 WARMUP_S = 0.5
 
@@ -237,7 +244,8 @@ def fmt(xs, f):
 def cmd_load(a):
     work = setup()
     servers = ["stunnel+c", "upcased-tls", "upcased"]
-    workloads = [w for w in WORKLOADS if not a.workloads or w[0] in a.workloads.split(",")]
+    workloads = [w for w in WORKLOADS + EXTRA_WORKLOADS
+                 if (w in WORKLOADS and not a.workloads) or w[0] in a.workloads.split(",")]
     res, tls = {}, {}
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     load_before = open("/proc/loadavg").read().split()[:3]

@@ -438,6 +438,38 @@ fn check_over_tls_fails_a_case_the_server_fails() {
     );
 }
 
+/// Reads to the client's `close_notify`, answers everything, then closes with a bare FIN:
+/// no `close_notify` of its own.
+fn bare_fin_after_reply(mut s: ServerTls) {
+    let mut got = Vec::new();
+    if s.read_to_end(&mut got).is_err() {
+        return;
+    }
+    let _ = s.write_all(&transform::upcase(&got, Mode::Unicode));
+    let _ = s.flush();
+    let _ = s.sock.shutdown(std::net::Shutdown::Write);
+}
+
+#[test]
+fn check_over_tls_fails_a_server_that_ends_without_close_notify() {
+    let (addr, _client, dir) = tls_fixture(bare_fin_after_reply);
+    let opts = upcase::check::CheckOptions {
+        only: vec!["half-close-no-newline".into()],
+        tls: Some(TlsOptions {
+            ca: Some(dir.path().join("ca.pem")),
+            ..TlsOptions::default()
+        }),
+        ..upcase::check::CheckOptions::new(addr.to_string())
+    };
+    let report = upcase::check::run(&opts).unwrap();
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert!(
+        report.cases[0].reason.contains("without close_notify"),
+        "{:?}",
+        report.cases[0]
+    );
+}
+
 #[test]
 fn check_with_a_wrong_ca_is_one_line_naming_the_address_and_exit_1() {
     let server = TlsUpcased::start();
@@ -481,4 +513,116 @@ fn check_tls_options_need_tls_and_a_readable_ca() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
+}
+
+// ---- against stunnel (OpenSSL's TLS) ------------------------------------------------------
+
+/// stunnel4 in front of a plain upcased, with a self-signed certificate made here; killed on
+/// drop. `None`, with a line saying so, when stunnel4 is not installed.
+struct Stunnel {
+    child: std::process::Child,
+    port: u16,
+    ca: PathBuf,
+    _upcased: Upcased,
+    _dir: tempfile::TempDir,
+}
+
+impl Stunnel {
+    fn start() -> Option<Stunnel> {
+        if std::process::Command::new("stunnel4")
+            .arg("-version")
+            .output()
+            .is_err()
+        {
+            println!("skipped: stunnel4 is not installed (apt-get install stunnel4)");
+            return None;
+        }
+        let upcased = Upcased::spawn(&[]);
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        // A free port, released for stunnel to bind.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.path().join("stunnel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "foreground = quiet\npid =\ndebug = warning\noutput = {}\n\n[upcase]\n\
+                 accept = 127.0.0.1:{port}\nconnect = {}\ncert = {}\nkey = {}\n",
+                dir.path().join("stunnel.log").display(),
+                upcased.addr,
+                cert_path.display(),
+                key_path.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("stunnel4")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Stunnel {
+            child,
+            port,
+            ca: cert_path,
+            _upcased: upcased,
+            _dir: dir,
+        };
+        let end = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "stunnel4 did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(s)
+    }
+}
+
+impl Drop for Stunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn bench_and_check_over_tls_work_against_openssl_through_stunnel() {
+    let Some(stunnel) = Stunnel::start() else {
+        return;
+    };
+    let target = format!("localhost:{}", stunnel.port);
+    let ca = stunnel.ca.to_str().unwrap();
+    let out = upcase_bin()
+        .args(["-c", &target, "bench", "--tls", "--ca", ca])
+        .args(["--connections", "3", "--duration", "300ms", "--warmup", "0"])
+        .arg("--json")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["tls"]["version"], "TLSv1.3", "{v}");
+    assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+    // The half-close cases need stunnel's close_notify at the end of the reply, as upcased
+    // sends it.
+    let out = upcase_bin()
+        .args(["check", "--tls", "--ca", ca, "--json", &target])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["failed"], 0, "{v}");
 }
