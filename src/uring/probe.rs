@@ -48,6 +48,24 @@ pub enum Unavailable {
 /// Checks that the io_uring driver can run in this process: `Ok(())`, or the one reason it
 /// cannot. Cheap (a few system calls); call it once, before choosing the driver.
 pub fn probe() -> Result<(), Unavailable> {
+    // On a thread of its own: when a ring is torn down, the kernel's exit work later adds
+    // task work (with a signal-like notification) to every thread that submitted to it,
+    // which would interrupt the caller's next blocking socket call that has a timeout
+    // (EINTR). A thread that has exited gets none.
+    std::thread::Builder::new()
+        .name("upcased-probe".into())
+        .spawn(probe_here)
+        .map_err(|e| Unavailable::Other("spawning the probe thread", e))?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Unavailable::Other(
+                "the probe thread",
+                io::Error::other("panicked"),
+            ))
+        })
+}
+
+fn probe_here() -> Result<(), Unavailable> {
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .and_then(|s| s.trim().parse::<u8>().ok())
@@ -131,10 +149,8 @@ fn multishot_recv(mut ring: IoUring) -> Result<(), Unavailable> {
             "the receive did not stay armed".into(),
         ));
     }
-    // Cancel the receive and reap its last completion before the ring goes: a ring torn
-    // down with a request in flight leaves the kernel cancelling it through task work on
-    // this thread, which interrupts this thread's next blocking socket call that has a
-    // timeout (EINTR).
+    // Cancel the receive and reap its last completion before the ring goes, so that the
+    // teardown has nothing in flight to cancel.
     let cancel = opcode::AsyncCancel::new(1).build().user_data(2);
     // SAFETY: a cancel points to no memory.
     unsafe { ring.submission().push(&cancel) }
