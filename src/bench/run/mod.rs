@@ -425,6 +425,30 @@ struct Task {
     abandonable: bool,
 }
 
+/// Starts the driver of one TCP or TLS connection.
+fn stream_task<S: executor::Stream + 'static>(
+    stream: S,
+    shared: &Rc<Shared>,
+    pipeline: usize,
+    plan: Option<Plan>,
+) -> Task {
+    let watch = Rc::new(Watch::default());
+    let driver = executor::TcpDriver::new(
+        stream,
+        Rc::clone(shared),
+        Rc::clone(&watch),
+        pipeline,
+        plan.map(Schedule::new),
+    );
+    let handle = tokio::task::spawn_local(driver.run()).abort_handle();
+    Task {
+        watch,
+        handle,
+        plan,
+        abandonable: true,
+    }
+}
+
 async fn run_on_thread(
     target: &str,
     timeout: Duration,
@@ -486,42 +510,12 @@ async fn run_on_thread(
         Connections::Tcp(streams) => {
             for (i, (stream, banner)) in streams.into_iter().enumerate() {
                 shared.count_banner(banner);
-                let watch = Rc::new(Watch::default());
-                let plan = plan(i);
-                let driver = executor::TcpDriver::new(
-                    stream,
-                    Rc::clone(&shared),
-                    Rc::clone(&watch),
-                    pipeline,
-                    plan.map(Schedule::new),
-                );
-                let handle = tokio::task::spawn_local(driver.run()).abort_handle();
-                tasks.push(Task {
-                    watch,
-                    handle,
-                    plan,
-                    abandonable: true,
-                });
+                tasks.push(stream_task(stream, &shared, pipeline, plan(i)));
             }
         }
         Connections::Tls(streams) => {
             for (i, stream) in streams.into_iter().enumerate() {
-                let watch = Rc::new(Watch::default());
-                let plan = plan(i);
-                let driver = executor::TcpDriver::new(
-                    stream,
-                    Rc::clone(&shared),
-                    Rc::clone(&watch),
-                    pipeline,
-                    plan.map(Schedule::new),
-                );
-                let handle = tokio::task::spawn_local(driver.run()).abort_handle();
-                tasks.push(Task {
-                    watch,
-                    handle,
-                    plan,
-                    abandonable: true,
-                });
+                tasks.push(stream_task(stream, &shared, pipeline, plan(i)));
             }
         }
         Connections::Udp(sockets) => {
