@@ -51,6 +51,9 @@ Take the machine's exclusive lock around it when others share it:
 import argparse, json, os, resource, shutil, signal, socket, ssl, statistics, subprocess, sys
 import tempfile, threading, time
 
+# the helpers of scripts/bench.py's driver: waiting for a port, a median with its range
+from bench import fmt, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPCASE = os.path.join(ROOT, "target", "release", "upcase")
 UPCASED = os.path.join(ROOT, "target", "release", "upcased")
@@ -136,17 +139,6 @@ def raise_nofile(n):
         except (ValueError, OSError):
             sys.exit(f"the descriptor limit ({hard}) is too low for {n}: raise `ulimit -Hn`")
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class Server:
@@ -235,10 +227,6 @@ def bench_once(server, work, flags, secs):
     j["cpu_us"] = (server.cpu() - c0) * 1e6 / max(total, 1)
     j["load_cpu_share"] = load_cpu / wall
     return j
-
-
-def fmt(xs, f):
-    return f"{f(statistics.median(xs))} ({f(min(xs))}–{f(max(xs))})"
 
 
 def cmd_load(a):
