@@ -108,15 +108,14 @@ fn the_interactive_session_shows_each_connections_banner() {
         }
     });
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    client::interactive_with_banner(
-        &srv.addr.to_string(),
-        T,
-        &mut lines,
-        &mut out,
-        &mut notes,
-        &NO_CTRL_C,
-    )
-    .unwrap();
+    let target = srv.addr.to_string();
+    let session = client::Session {
+        target: &target,
+        timeout: T,
+        tls: None,
+        banner: true,
+    };
+    client::interactive_session(&session, &mut lines, &mut out, &mut notes, &NO_CTRL_C).unwrap();
     assert_eq!(out, b"BEFORE\nAFTER\n");
     let notes = String::from_utf8(notes).unwrap();
     assert_eq!(notes.matches("edge-1 saw 127.0.0.1:").count(), 2, "{notes}");

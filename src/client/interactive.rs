@@ -186,30 +186,6 @@ where
     interactive_session(&session, lines, out, notes, interrupted)
 }
 
-/// [`interactive_session`] over plain TCP, against a server that sends a banner line
-/// (`upcased --banner`).
-pub fn interactive_with_banner<L, W, N>(
-    target: &str,
-    timeout: Duration,
-    lines: &mut L,
-    out: &mut W,
-    notes: &mut N,
-    interrupted: &AtomicBool,
-) -> Result<(), ClientError>
-where
-    L: LineSource + ?Sized,
-    W: Write + ?Sized,
-    N: Write + ?Sized,
-{
-    let session = Session {
-        target,
-        timeout,
-        tls: None,
-        banner: true,
-    };
-    interactive_session(&session, lines, out, notes, interrupted)
-}
-
 /// The session's input, output, notes and Ctrl-C flag.
 struct Io<'a, L: ?Sized, W: ?Sized, N: ?Sized> {
     lines: &'a mut L,

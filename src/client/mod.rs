@@ -42,9 +42,7 @@ use std::time::{Duration, Instant};
 
 pub use banner::{read_banner, MAX_BANNER_LINE};
 pub use connection::Connection;
-pub use interactive::{
-    interactive, interactive_session, interactive_with_banner, Editor, LineSource, Session,
-};
+pub use interactive::{interactive, interactive_session, Editor, LineSource, Session};
 pub use pipe::{pipe, PipeStats};
 pub use tls::{pipe_tls, TlsClient, TlsOptions};
 pub use udp::{interactive_udp, pipe_udp, UdpClient};
