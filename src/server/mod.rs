@@ -126,6 +126,16 @@ impl Shared {
         }
     }
 
+    /// The counters of a new worker, which join the sums of [`Shared::stats`].
+    pub(crate) fn new_worker_stats(&self) -> Arc<WorkerStats> {
+        let stats = Arc::new(WorkerStats::default());
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stats.clone());
+        stats
+    }
+
     fn stats(&self) -> Stats {
         let mut s = Stats {
             active: self.admission.active(),

@@ -96,12 +96,7 @@ pub(crate) struct Host {
 impl Host {
     /// A host for a new worker, whose counters join the server's sums.
     fn new(shared: Arc<Shared>) -> Host {
-        let stats = Arc::new(WorkerStats::default());
-        shared
-            .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(stats.clone());
+        let stats = shared.new_worker_stats();
         Host { shared, stats }
     }
 

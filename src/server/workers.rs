@@ -12,7 +12,6 @@ use tracing::{info, warn};
 use super::accept::accept_loop;
 use super::drain::Drain;
 use super::listeners::Listeners;
-use super::stats::WorkerStats;
 use super::{udp, Shared};
 use crate::limits;
 
@@ -34,12 +33,7 @@ pub(crate) async fn worker(
     report: bool,
     started: Option<tokio::sync::mpsc::UnboundedSender<()>>,
 ) -> io::Result<()> {
-    let stats = Arc::new(WorkerStats::default());
-    shared
-        .workers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(stats.clone());
+    let stats = shared.new_worker_stats();
     let tracker = TaskTracker::new();
     let mut tasks = Vec::with_capacity(listeners.tcp.len() + listeners.udp.len() + 1);
     for u in listeners.udp {
