@@ -33,6 +33,46 @@ fn haproxy_on_path() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Starts HAProxy on a configuration of `global` (`maxconn`, logging at `log_level` to
+/// stderr), TCP `defaults` with the tests' timeouts, and `proxies` (the frontends and
+/// backends); returns it with the file its stderr goes to.
+fn start_haproxy(
+    dir: &std::path::Path,
+    maxconn: u32,
+    log_level: &str,
+    proxies: &str,
+) -> (Haproxy, std::path::PathBuf) {
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global
+    maxconn {maxconn}
+    log stderr format short local0 {log_level}
+defaults
+    mode tcp
+    log global
+    timeout connect 2s
+    timeout client 20s
+    timeout server 20s
+    timeout check 1s
+{proxies}"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("haproxy.log");
+    let haproxy = Haproxy(
+        Command::new("haproxy")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    (haproxy, log)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -121,21 +161,12 @@ fn behind_haproxy_the_banner_and_log_name_the_real_client_and_readyz_takes_it_ou
     let admin = admin_addr(&u);
     let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"global
-    maxconn 64
-    log stderr format short local0 info
-defaults
-    mode tcp
-    log global
-    timeout connect 2s
-    timeout client 20s
-    timeout server 20s
-    timeout check 1s
-frontend upcase
+    let (_haproxy, log) = start_haproxy(
+        dir.path(),
+        64,
+        "info",
+        &format!(
+            r#"frontend upcase
     bind {front}
     default_backend upcased
 backend upcased
@@ -151,17 +182,6 @@ backend upcased
             admin_port = admin.port(),
             backend = u.addr,
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("haproxy.log");
-    let _haproxy = Haproxy(
-        Command::new("haproxy")
-            .arg("-f")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
     );
 
     let end = Instant::now() + PATIENCE;
@@ -259,22 +279,13 @@ fn haproxy_in_tls_passthrough_sends_the_proxy_header_before_the_client_s_handsha
     ]);
     let backend = tls_addr(&u);
     let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let cfg = dir.path().join("haproxy.cfg");
     // Passthrough: HAProxy relays the TLS bytes untouched, after a PROXY v2 header of its own.
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"global
-    maxconn 64
-    log stderr format short local0 info
-defaults
-    mode tcp
-    log global
-    timeout connect 2s
-    timeout client 20s
-    timeout server 20s
-    timeout check 1s
-frontend tls_passthrough
+    let (_haproxy, log) = start_haproxy(
+        dir.path(),
+        64,
+        "info",
+        &format!(
+            r#"frontend tls_passthrough
     bind {front}
     default_backend upcased_tls
 backend upcased_tls
@@ -285,17 +296,6 @@ backend upcased_tls
     server u1 {backend} send-proxy-v2 check check-send-proxy check-ssl verify none inter 200ms fall 1 rise 1
 "#
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("haproxy.log");
-    let _haproxy = Haproxy(
-        Command::new("haproxy")
-            .arg("-f")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
     );
 
     let config = upcase::tls::client_config(Some(&ca), false).unwrap();
@@ -398,21 +398,12 @@ fn a_rolling_drain_behind_haproxy_loses_no_line_under_bench_reconnect() {
     );
     let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"global
-    maxconn 256
-    log stderr format short local0 notice
-defaults
-    mode tcp
-    log global
-    timeout connect 2s
-    timeout client 20s
-    timeout server 20s
-    timeout check 1s
-frontend upcase
+    let (_haproxy, log) = start_haproxy(
+        dir.path(),
+        256,
+        "notice",
+        &format!(
+            r#"frontend upcase
     bind {front}
     default_backend upcased
 backend upcased
@@ -431,17 +422,6 @@ backend upcased
             a = a.addr,
             b = b.addr,
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("haproxy.log");
-    let _haproxy = Haproxy(
-        Command::new("haproxy")
-            .arg("-f")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
     );
     let end = Instant::now() + PATIENCE;
     while through(front).is_none() {
