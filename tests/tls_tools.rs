@@ -112,6 +112,14 @@ fn bench_args(connections: u32) -> BenchArgs {
 
 // ---- bench --tls ------------------------------------------------------------------------
 
+/// Asserts that `out` exited with `code` and said one line on stderr; returns that line.
+fn one_line_error(out: std::process::Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
 #[test]
 fn bench_over_tls_checks_every_reply_and_reports_the_version_and_suite() {
     let server = TlsUpcased::start();
@@ -216,10 +224,8 @@ fn bench_with_a_wrong_ca_is_one_line_naming_the_address_and_exit_1() {
         .args(["--connections", "3", "--duration", "200ms", "--warmup", "0"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(out, 1);
     assert!(stderr.contains("unknown issuer"), "{stderr}");
     assert!(
         stderr.contains(&server.upcased.addr.port().to_string()),
@@ -239,9 +245,7 @@ fn bench_over_tls_to_a_plain_text_port_is_one_line_and_exit_1() {
         .args(["--connections", "1", "--duration", "200ms", "--warmup", "0"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(out, 1);
     assert!(stderr.contains("TLS handshake with"), "{stderr}");
 }
 
@@ -271,9 +275,7 @@ fn bench_tls_flags_that_cannot_work_are_usage_errors() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(out, 2);
     assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
 }
 
@@ -481,10 +483,8 @@ fn check_with_a_wrong_ca_is_one_line_naming_the_address_and_exit_1() {
         .arg(server.target())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(out, 1);
     assert!(stderr.contains("unknown issuer"), "{stderr}");
     assert!(
         stderr.contains(&server.upcased.addr.port().to_string()),
@@ -509,9 +509,7 @@ fn check_tls_options_need_tls_and_a_readable_ca() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(out, 2);
     assert!(stderr.contains("/nonexistent/ca.pem"), "{stderr}");
 }
 
