@@ -969,25 +969,39 @@ fn banner_from_a_server_that_sends_none_is_a_connect_error() {
     assert!(stderr.contains("no banner"), "{stderr}");
 }
 
+/// Answers the first `replies` lines of `reader` on `writer`; false if the client closed
+/// or a write failed first.
+fn answer_lines(
+    reader: &mut impl std::io::BufRead,
+    writer: &mut impl Write,
+    replies: usize,
+) -> bool {
+    let mut line = Vec::new();
+    for _ in 0..replies {
+        line.clear();
+        if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            return false;
+        }
+        if writer
+            .write_all(&transform::upcase(&line, Mode::Unicode))
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Answers `replies` lines, then closes: cleanly (FIN) right after the last reply, or, with
 /// `owe_one`, after reading one more line that it does not answer.
 fn closing_after(stream: TcpStream, replies: usize, owe_one: bool) {
     use std::io::BufRead;
     let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    let mut line = Vec::new();
-    for _ in 0..replies {
-        line.clear();
-        if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            return;
-        }
-        if writer
-            .write_all(&transform::upcase(&line, Mode::Unicode))
-            .is_err()
-        {
-            return;
-        }
+    if !answer_lines(&mut reader, &mut writer, replies) {
+        return;
     }
+    let mut line = Vec::new();
     if owe_one {
         line.clear();
         let _ = reader.read_until(b'\n', &mut line);
@@ -1036,19 +1050,10 @@ fn answering_then_draining(stream: TcpStream, replies: usize) {
     use std::io::BufRead;
     let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    let mut line = Vec::new();
-    for _ in 0..replies {
-        line.clear();
-        if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            return;
-        }
-        if writer
-            .write_all(&transform::upcase(&line, Mode::Unicode))
-            .is_err()
-        {
-            return;
-        }
+    if !answer_lines(&mut reader, &mut writer, replies) {
+        return;
     }
+    let mut line = Vec::new();
     line.clear();
     let _ = reader.read_until(b'\n', &mut line);
     let _ = writer.shutdown(std::net::Shutdown::Write);

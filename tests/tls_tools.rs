@@ -418,20 +418,29 @@ fn check_over_tls_names_the_session_in_the_table() {
     assert!(table.contains("PASS  basic"), "{table}");
 }
 
+/// `upcase check --tls` of the one case `case` against `addr`, trusting `dir`'s `ca.pem`.
+fn check_one_case_over_tls(
+    addr: SocketAddr,
+    dir: &std::path::Path,
+    case: &str,
+) -> upcase::check::CheckReport {
+    let opts = upcase::check::CheckOptions {
+        only: vec![case.into()],
+        tls: Some(TlsOptions {
+            ca: Some(dir.join("ca.pem")),
+            ..TlsOptions::default()
+        }),
+        ..upcase::check::CheckOptions::new(addr.to_string())
+    };
+    upcase::check::run(&opts).unwrap()
+}
+
 #[test]
 fn check_over_tls_fails_a_case_the_server_fails() {
     // The cases run on the TLS stream as they do over TCP: the closing_after fixture
     // closes after one reply, which `sequential` must catch.
     let (addr, _client, dir) = tls_fixture(|s| closing_after(s, 1, 14));
-    let opts = upcase::check::CheckOptions {
-        only: vec!["sequential".into()],
-        tls: Some(TlsOptions {
-            ca: Some(dir.path().join("ca.pem")),
-            ..TlsOptions::default()
-        }),
-        ..upcase::check::CheckOptions::new(addr.to_string())
-    };
-    let report = upcase::check::run(&opts).unwrap();
+    let report = check_one_case_over_tls(addr, dir.path(), "sequential");
     assert_eq!(report.failed, 1, "{report:?}");
     assert!(
         report.cases[0].reason.contains("message 2 of 5"),
@@ -455,15 +464,7 @@ fn bare_fin_after_reply(mut s: ServerTls) {
 #[test]
 fn check_over_tls_fails_a_server_that_ends_without_close_notify() {
     let (addr, _client, dir) = tls_fixture(bare_fin_after_reply);
-    let opts = upcase::check::CheckOptions {
-        only: vec!["half-close-no-newline".into()],
-        tls: Some(TlsOptions {
-            ca: Some(dir.path().join("ca.pem")),
-            ..TlsOptions::default()
-        }),
-        ..upcase::check::CheckOptions::new(addr.to_string())
-    };
-    let report = upcase::check::run(&opts).unwrap();
+    let report = check_one_case_over_tls(addr, dir.path(), "half-close-no-newline");
     assert_eq!(report.failed, 1, "{report:?}");
     assert!(
         report.cases[0].reason.contains("without close_notify"),
