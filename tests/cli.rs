@@ -581,6 +581,20 @@ fn typed_ahead_lines_are_all_answered_in_order_and_kept_in_the_history() {
     let _ = std::fs::remove_dir_all(&home);
 }
 
+/// Sends a line the server (which reports each line it sees on `seen`) never answers,
+/// presses Ctrl-C while the client waits, and checks the session goes on: "cancelled", and
+/// the next line answered.
+fn press_ctrl_c_while_waiting(t: &mut Terminal, seen: &std::sync::mpsc::Receiver<()>) {
+    t.type_keys("stuck\r");
+    seen.recv_timeout(common::PATIENCE).unwrap();
+    // Ctrl-C: the terminal sends SIGINT to the waiting client.
+    t.type_keys("\x03");
+    t.wait_for("cancelled", 1);
+    t.type_keys("next\r");
+    t.wait_for("NEXT", 1);
+    assert!(t.child.try_wait().unwrap().is_none(), "the session ended");
+}
+
 #[test]
 fn ctrl_c_while_waiting_returns_to_the_prompt() {
     // The first connection gets no reply; the next ones are answered.
@@ -606,14 +620,7 @@ fn ctrl_c_while_waiting_returns_to_the_prompt() {
     });
     let mut t = Terminal::spawn(&["-c", &addr, "--no-history", "--timeout", "1m"], &[]);
     t.wait_for("connected to", 1);
-    t.type_keys("stuck\r");
-    seen_rx.recv_timeout(common::PATIENCE).unwrap();
-    // Ctrl-C: the terminal sends SIGINT to the waiting client.
-    t.type_keys("\x03");
-    t.wait_for("cancelled", 1);
-    t.type_keys("next\r");
-    t.wait_for("NEXT", 1);
-    assert!(t.child.try_wait().unwrap().is_none(), "the session ended");
+    press_ctrl_c_while_waiting(&mut t, &seen_rx);
     t.type_keys("\x04");
     assert!(t.wait().success());
 }
@@ -714,14 +721,7 @@ fn ctrl_c_while_waiting_over_tls_returns_to_the_prompt() {
     ];
     let mut t = Terminal::spawn(&args, &[]);
     t.wait_for("over TLSv1.3", 1);
-    t.type_keys("stuck\r");
-    seen_rx.recv_timeout(common::PATIENCE).unwrap();
-    // Ctrl-C: the terminal sends SIGINT to the waiting client.
-    t.type_keys("\x03");
-    t.wait_for("cancelled", 1);
-    t.type_keys("next\r");
-    t.wait_for("NEXT", 1);
-    assert!(t.child.try_wait().unwrap().is_none(), "the session ended");
+    press_ctrl_c_while_waiting(&mut t, &seen_rx);
     t.wait_for_prompt_after("NEXT");
     t.type_keys("\x04");
     assert!(t.wait().success());
