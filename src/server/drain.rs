@@ -38,7 +38,10 @@ pub(crate) struct Accepting(Arc<Shared>);
 
 impl Drop for Accepting {
     fn drop(&mut self) {
-        self.0.drain.listener_closed();
+        if self.0.drain.listener_closed() {
+            // The io_uring workers hear of it through their own signal.
+            self.0.connections_drain();
+        }
     }
 }
 
@@ -87,11 +90,19 @@ impl Drain {
     }
 
     /// One accept loop has closed its listener: if it was the last and the drain has
-    /// begun, connections drain now.
-    fn listener_closed(&self) {
+    /// begun, connections drain now (and this returns `true`).
+    fn listener_closed(&self) -> bool {
         if self.accepting.fetch_sub(1, Ordering::SeqCst) == 1 && self.accept.is_cancelled() {
             self.token.cancel();
+            return true;
         }
+        false
+    }
+
+    /// Whether the drain has begun (accept loops stop), whether or not connections drain yet.
+    #[cfg(all(target_os = "linux", feature = "uring"))]
+    pub(crate) fn begun(&self) -> bool {
+        self.accept.is_cancelled()
     }
 
     /// Resolves when the drain begins: accept loops stop.

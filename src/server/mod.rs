@@ -106,6 +106,16 @@ impl Shared {
             );
         }
         #[cfg(all(target_os = "linux", feature = "uring"))]
+        for h in self.rings.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            h.stop_accepting();
+        }
+        self.connections_drain();
+    }
+
+    /// Tells the io_uring workers that connections drain, once they do: after the drain
+    /// began and the last listener (of the accept loops and the rings alike) is closed.
+    fn connections_drain(&self) {
+        #[cfg(all(target_os = "linux", feature = "uring"))]
         if let Some(deadline) = self.drain.deadline() {
             for h in self.rings.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 h.drain(deadline);
@@ -121,6 +131,9 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(h.clone());
+        if self.drain.begun() {
+            h.stop_accepting();
+        }
         if let Some(deadline) = self.drain.deadline() {
             h.drain(deadline);
         }

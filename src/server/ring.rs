@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::admission::{Refusal, Slot};
+use super::drain::{Accepting, Drain};
 use super::listeners::{Listener, Listeners};
 use super::stats::{bump, WorkerStats};
 use super::workers::{current_thread_runtime, worker};
@@ -91,13 +92,31 @@ pub(crate) fn choose<'a>(
 pub(crate) struct Host {
     pub(crate) shared: Arc<Shared>,
     pub(crate) stats: Arc<WorkerStats>,
+    /// The worker's registration as an accept loop with the drain, until its listeners close.
+    accepting: std::sync::Mutex<Option<Accepting>>,
 }
 
 impl Host {
     /// A host for a new worker, whose counters join the server's sums.
     fn new(shared: Arc<Shared>) -> Host {
         let stats = shared.new_worker_stats();
-        Host { shared, stats }
+        let accepting = std::sync::Mutex::new(Some(Drain::accepting(&shared)));
+        Host {
+            shared,
+            stats,
+            accepting,
+        }
+    }
+
+    /// The worker has closed its listeners after the drain began (and the kernel has let go
+    /// of them): once every worker has, connections drain.
+    pub(crate) fn listeners_closed(&self) {
+        let guard = self
+            .accepting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(guard);
     }
 
     /// The per-connection policy.

@@ -31,8 +31,12 @@
 //! - deadlines (idle, PROXY header, drain, linger, accept back-off) in a min-heap whose
 //!   nearest entry is the wait's timeout; entries are lazy: a firing the machine answers
 //!   with `Timer::Wait` is set again for the new deadline;
-//! - the drain: the server's drain writes an eventfd every ring polls; the listeners are
-//!   closed, each connection closes at its line boundary or the deadline.
+//! - the drain, in the server's two steps: a first eventfd every ring polls says stop
+//!   accepting: the accepts are cancelled and the listeners closed, and a ring whose accepts
+//!   have all ended tells the server; once every listener of the server is closed, a second
+//!   eventfd says drain, and each connection closes at its line boundary or the deadline. A
+//!   client that reconnects on the drain's FIN so finds the port closed, never an accept
+//!   queue about to be closed (which the kernel would reset).
 //!
 //! TLS listeners are not served here (`--io auto` picks epoll for a server that has any;
 //! `--io uring` with them is refused), and UDP sockets stay on a tokio task beside the
@@ -101,54 +105,82 @@ pub(crate) enum Error {
     Enter(std::io::Error),
 }
 
-/// How another thread tells a worker that the drain began: it wakes the ring through an
-/// eventfd each worker polls (a poll, not a read, so one write wakes every worker).
+/// How another thread tells the workers of the drain's two steps (see
+/// [`Drain`](crate::server::drain)): stop accepting and close the listeners; then, once every
+/// listener of the server is closed, drain the connections. Each step is an eventfd every
+/// worker polls (a poll, not a read, so one write wakes every worker).
 #[derive(Debug, Clone)]
 pub(crate) struct Handle(Arc<Signal>);
 
 #[derive(Debug)]
 struct Signal {
-    efd: OwnedFd,
-    drain: Mutex<Option<Instant>>,
+    stop: OwnedFd,
+    drain: OwnedFd,
+    deadline: Mutex<Option<Instant>>,
+}
+
+/// Which of a [`Handle`]'s two signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    StopAccepting,
+    Drain,
+}
+
+fn eventfd() -> std::io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; the result is checked before it is owned.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes `fd` readable for good: nobody reads the counter, so every worker's poll completes.
+fn signal(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a local array to a descriptor the caller owns.
+    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) };
 }
 
 impl Handle {
-    /// A handle for one or more workers (each polls the same eventfd).
+    /// A handle for one or more workers (each polls the same eventfds).
     pub(crate) fn new() -> std::io::Result<Handle> {
-        // SAFETY: eventfd takes no pointers; the result is checked before it is owned.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        let efd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Handle(Arc::new(Signal {
-            efd,
-            drain: Mutex::new(None),
+            stop: eventfd()?,
+            drain: eventfd()?,
+            deadline: Mutex::new(None),
         })))
     }
 
-    /// Begins the drain (the first call sets the deadline; later ones change nothing): the
-    /// workers stop accepting, close each connection at its next line boundary or at
-    /// `deadline`, and return from `run` when none is left.
+    /// The drain's first step: the workers stop accepting and close their listeners (each
+    /// tells the server's drain when it has).
+    pub(crate) fn stop_accepting(&self) {
+        signal(&self.0.stop);
+    }
+
+    /// The drain's second step (the first call sets the deadline; later ones change
+    /// nothing): the workers close each connection at its next line boundary or at
+    /// `deadline`, and return from `run` when none is left. Implies the first step.
     pub(crate) fn drain(&self, deadline: Instant) {
         {
-            let mut d = self.0.drain.lock().unwrap_or_else(|e| e.into_inner());
+            let mut d = self.0.deadline.lock().unwrap_or_else(|e| e.into_inner());
             if d.is_none() {
                 *d = Some(deadline);
             }
         }
-        // Nobody reads the counter, so it stays readable: every worker's poll completes.
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a local array to a descriptor this handle owns.
-        unsafe { libc::write(self.0.efd.as_raw_fd(), one.as_ptr().cast(), 8) };
+        signal(&self.0.stop);
+        signal(&self.0.drain);
     }
 
     fn drain_deadline(&self) -> Option<Instant> {
-        *self.0.drain.lock().unwrap_or_else(|e| e.into_inner())
+        *self.0.deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wake_fd(&self) -> i32 {
-        self.0.efd.as_raw_fd()
+    fn wake_fd(&self, step: Step) -> i32 {
+        match step {
+            Step::StopAccepting => self.0.stop.as_raw_fd(),
+            Step::Drain => self.0.drain.as_raw_fd(),
+        }
     }
 }

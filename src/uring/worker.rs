@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::bufring::BufRing;
-use super::{Connection, End, Error, Handle, Next, Policy, Timer};
+use super::{Connection, End, Error, Handle, Next, Policy, Step, Timer};
 use crate::limits::{
     ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, URING_CQ_ENTRIES, URING_POOL_BYTES, URING_QUEUE_BYTES,
     URING_SQ_ENTRIES,
@@ -24,6 +24,7 @@ use crate::server::{Host, Listener, ListenerSettings, Slot};
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
+/// A drain signal's poll; the index is the [`Step`].
 const OP_WAKE: u64 = 4;
 const OP_CANCEL: u64 = 5;
 
@@ -184,6 +185,9 @@ struct Worker<'a> {
     lst: Vec<Lst>,
     accept_blocked: bool,
     backoff: Duration,
+    /// The drain's first step: the listeners are closed (or closing).
+    stopped: bool,
+    /// The drain's second step, and its deadline: connections close.
     draining: Option<Instant>,
     dirty: Vec<usize>,
     starved: Vec<usize>,
@@ -240,6 +244,7 @@ pub(crate) fn run(
         lst,
         accept_blocked: false,
         backoff: ACCEPT_BACKOFF_MIN,
+        stopped: false,
         draining: None,
         dirty: Vec::new(),
         starved: Vec::new(),
@@ -309,7 +314,8 @@ impl Worker<'_> {
         for i in 0..self.lst.len() {
             self.arm_accept(i).map_err(enter)?;
         }
-        self.arm_wake().map_err(enter)?;
+        self.arm_wake(Step::StopAccepting).map_err(enter)?;
+        self.arm_wake(Step::Drain).map_err(enter)?;
         started();
         let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
         loop {
@@ -387,9 +393,9 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Re-arms every ended accept, unless blocked or draining.
+    /// Re-arms every ended accept, unless blocked or stopped.
     fn rearm_accepts(&mut self) -> io::Result<()> {
-        if self.accept_blocked || self.draining.is_some() {
+        if self.accept_blocked || self.stopped {
             return Ok(());
         }
         for i in 0..self.lst.len() {
@@ -400,10 +406,11 @@ impl Worker<'_> {
         Ok(())
     }
 
-    fn arm_wake(&mut self) -> io::Result<()> {
-        let e = opcode::PollAdd::new(types::Fd(self.handle.wake_fd()), libc::POLLIN as u32)
+    fn arm_wake(&mut self, step: Step) -> io::Result<()> {
+        let fd = self.handle.wake_fd(step);
+        let e = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
-            .user_data(ud(OP_WAKE, 0));
+            .user_data(ud(OP_WAKE, step as usize));
         // SAFETY: a poll points to no memory.
         unsafe { self.io.push(e) }
     }
@@ -418,26 +425,20 @@ impl Worker<'_> {
                 Ok(())
             }
             OP_SEND => self.on_send(now, idx, res),
-            OP_WAKE => self.on_wake(now, res),
+            OP_WAKE if idx == Step::StopAccepting as usize => self.stop_accepting(),
+            OP_WAKE => self.on_drain(now),
             _ => Ok(()), // a cancel's own completion: nothing to do
         }
     }
 
-    fn on_wake(&mut self, now: Instant, res: i32) -> io::Result<()> {
-        let Some(deadline) = self.handle.drain_deadline() else {
-            // Woken without a drain (cannot happen today): poll again.
-            if res >= 0 || res == -libc::ECANCELED {
-                return self.arm_wake();
-            }
-            return Ok(());
-        };
-        if self.draining.is_some() {
+    /// The drain's first step: close the listeners, so that new connections are refused
+    /// (its balancer, or the kernel's `SO_REUSEPORT` group, sends a client to another
+    /// instance). Connections go on until every listener of the server is closed.
+    fn stop_accepting(&mut self) -> io::Result<()> {
+        if self.stopped {
             return Ok(());
         }
-        self.draining = Some(deadline);
-        debug!("drain began");
-        // Close the listeners: new connections are refused. The kernel lets go of a socket
-        // once its accept's cancellation completes.
+        self.stopped = true;
         for i in 0..self.lst.len() {
             if self.lst[i].armed {
                 self.io.cancel(ud(OP_ACCEPT, i))?;
@@ -447,6 +448,30 @@ impl Worker<'_> {
                 drop(s);
             }
         }
+        self.check_listeners_closed();
+        Ok(())
+    }
+
+    /// Once the drain stopped accepting and every accept's cancellation has completed (the
+    /// kernel lets go of a listening socket then), this worker's listeners are closed.
+    fn check_listeners_closed(&mut self) {
+        if self.stopped && self.lst.iter().all(|l| !l.armed) {
+            self.cx.host.listeners_closed();
+        }
+    }
+
+    /// The drain's second step: every listener of the server is closed; each connection
+    /// closes at its next line boundary, or at the deadline.
+    fn on_drain(&mut self, now: Instant) -> io::Result<()> {
+        let Some(deadline) = self.handle.drain_deadline() else {
+            return Ok(()); // cannot happen: the deadline is set before the signal
+        };
+        if self.draining.is_some() {
+            return Ok(());
+        }
+        self.stop_accepting()?;
+        self.draining = Some(deadline);
+        debug!("drain began");
         for idx in 0..self.conns.len() {
             let Some(c) = self.conns[idx].as_mut() else {
                 continue;
@@ -476,12 +501,14 @@ impl Worker<'_> {
     fn on_accept(&mut self, now: Instant, i: usize, res: i32, flags: u32) -> io::Result<()> {
         if !cqueue::more(flags) {
             self.lst[i].armed = false;
+            self.check_listeners_closed();
         }
         if res >= 0 {
             // SAFETY: a successful accept returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
             if self.draining.is_some() {
-                return Ok(()); // closed: the listener is going away
+                // Cannot happen (connections drain once every accept has ended): closed.
+                return Ok(());
             }
             self.backoff = ACCEPT_BACKOFF_MIN;
             self.admit(now, i, fd);
