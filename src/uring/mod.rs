@@ -26,8 +26,11 @@
 //!   the reply has the input's length it is sent from that very buffer, which returns to the
 //!   ring when the send completes; otherwise it is sent from the connection's spill buffer
 //!   and the ring buffer returns at once;
-//! - one reply in flight per connection (the machine's rule); buffers that arrive meanwhile
-//!   wait in the connection's queue, in order;
+//! - one send in flight per connection, which keeps replies in order; buffers that arrive
+//!   meanwhile wait in the connection's queue, and the next send gathers the replies of all
+//!   that are queued (up to 32, with one `sendmsg`) as the C reference does; a reply that
+//!   had to go to the spill buffer ends a gathering, and during a drain each send carries
+//!   one buffer's reply, as the readiness driver's;
 //! - deadlines (idle, PROXY header, drain, linger, accept back-off) in a min-heap whose
 //!   nearest entry is the wait's timeout; entries are lazy: a firing the machine answers
 //!   with `Timer::Wait` is set again for the new deadline;
@@ -57,10 +60,10 @@
 //! # A client that never reads, and the buffer pool
 //!
 //! A connection may hold at most [`URING_QUEUE_BYTES`](crate::limits::URING_QUEUE_BYTES)
-//! (256 KiB, at least 2 buffers) of received, unanswered input; past that its receive is
-//! cancelled and re-armed once its queue is short again. While fewer than a quarter of the
-//! pool's buffers are free, every connection is held to one. So a client that never reads
-//! holds at most its queue plus the buffer its stalled reply is sent from, and the kernel's
+//! (256 KiB, at least 2 buffers) of received, unanswered input, queued or in the reply being
+//! sent; past that its receive is cancelled and re-armed once it holds less. While fewer
+//! than a quarter of the pool's buffers are free, every connection is held to one. So a
+//! client that never reads holds at most that bound of buffers, and the kernel's
 //! socket buffers take the rest until its sends stop, until the idle timeout closes it;
 //! others keep being served. A receive that finds the ring empty (ENOBUFS) waits until
 //! buffers come back.
@@ -78,8 +81,8 @@
 //!
 //! Accepted sockets are ordinary descriptors, not direct ones (the C reference's
 //! `accept_direct`): the idle-timeout probe, `getpeername` and `shutdown` use them as plain
-//! sockets. No `sendmsg` gathering of several queued replies, no byte cap on multishot
-//! receives (Linux 6.17's `optlen`): the queue bound above does that job with a cancel.
+//! sockets. No byte cap on multishot receives (Linux 6.17's `optlen`): the queue bound
+//! above does that job with a cancel.
 
 pub(crate) mod bufring;
 mod probe;

@@ -35,14 +35,31 @@ fn ud(op: u64, idx: usize) -> u64 {
 /// The timer heap's key for the accept back-off (connections use their slot).
 const ACCEPT_TIMER: usize = usize::MAX >> 8;
 
-/// A reply being sent: from a ring buffer (`bid`) or from the connection's spill buffer.
+/// The most replies one send gathers (the C reference's `IOVMAX`); the connection's queue
+/// bound limits it further.
+const GATHER_MAX: usize = 32;
+
+/// A reply being sent: the bytes of its segments (in the connection's `segs`), in order.
 struct Reply {
-    bid: Option<u16>,
-    ptr: *const u8,
     len: usize,
     sent: usize,
     /// The banner line, which the state machine knows nothing of.
     banner: bool,
+}
+
+/// One piece of a reply: from a ring buffer (`bid`, given back once the reply is out) or
+/// from the connection's spill buffer (at most one per reply, the last).
+struct Seg {
+    bid: Option<u16>,
+    ptr: *const u8,
+    len: usize,
+}
+
+/// The `sendmsg` header and vector of a gathered send, boxed so that it stays put while the
+/// send is in flight; allocated the first time a connection gathers.
+struct Gather {
+    hdr: libc::msghdr,
+    iov: Vec<libc::iovec>,
 }
 
 /// Received bytes not yet handed on: `len` bytes from `off` in ring buffer `bid` (`off` is
@@ -93,6 +110,9 @@ struct Conn {
     /// Received input not yet handed to the machine, oldest first.
     queue: VecDeque<Chunk>,
     reply: Option<Reply>,
+    /// The reply's segments (empty without one); kept, with its capacity, between replies.
+    segs: Vec<Seg>,
+    gather: Option<Box<Gather>>,
     spill: Vec<u8>,
     recv_armed: bool,
     recv_cancelling: bool,
@@ -562,6 +582,8 @@ impl Worker<'_> {
             m: Connection::new(&self.cx.policy, now),
             queue: VecDeque::new(),
             reply: None,
+            segs: Vec::new(),
+            gather: None,
             spill: Vec::new(),
             recv_armed: false,
             recv_cancelling: false,
@@ -718,11 +740,13 @@ impl Worker<'_> {
             c.stalled = true;
             return Ok(());
         }
-        if let Some(bid) = r.bid {
-            self.bufs.give_back(bid);
-        }
         let banner = r.banner;
         c.reply = None;
+        for seg in c.segs.drain(..) {
+            if let Some(bid) = seg.bid {
+                self.bufs.give_back(bid);
+            }
+        }
         if banner {
             return Ok(());
         }
@@ -858,9 +882,12 @@ fn serve(cx: &Ctx<'_>, c: &mut Conn, server: SocketAddr, peer: Option<SocketAddr
     if let (Some(banner), Some(client)) = (cx.host.banner(), peer) {
         c.spill.clear();
         banner.render_into(server, client, &mut c.spill);
-        c.reply = Some(Reply {
+        c.segs.push(Seg {
             bid: None,
             ptr: c.spill.as_ptr(),
+            len: c.spill.len(),
+        });
+        c.reply = Some(Reply {
             len: c.spill.len(),
             sent: 0,
             banner: true,
@@ -1011,57 +1038,25 @@ fn advance(
         if c.send_inflight {
             break;
         }
-        if let Some(r) = &c.reply {
-            let e = opcode::Send::new(
-                types::Fd(c.fd.as_raw_fd()),
-                // SAFETY: `sent` < `len`, inside the reply.
-                unsafe { r.ptr.add(r.sent) },
-                (r.len - r.sent) as u32,
-            )
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(ud(OP_SEND, idx));
-            // SAFETY: the reply's memory (a ring buffer this connection holds, or its spill
-            // buffer, untouched until the reply is out) outlives the send.
-            unsafe { io.push(e)? };
-            c.send_inflight = true;
+        if c.reply.is_some() {
+            push_send(io, c, idx)?;
             break;
         }
-        if let Some(ch) = c.queue.pop_front() {
-            if c.pre.is_some() {
+        if c.pre.is_some() {
+            if let Some(ch) = c.queue.pop_front() {
                 feed_header(cx, lst, bufs, c, ch, now);
                 continue;
             }
-            // SAFETY: `ch.bid` came from a receive completion and is held by this connection
-            // alone until given back below or after its reply's send.
-            let data = unsafe { bufs.buffer(ch.bid, (ch.off + ch.len) as usize) };
-            let data = &mut data[ch.off as usize..];
-            let base = data.as_ptr() as usize;
-            // The client's bytes: counted here, not at the receive, so that a PROXY header
-            // is not (as on the readiness driver).
-            cx.host.bytes(u64::from(ch.len), 0);
-            let out = c.m.received(now, data, &mut c.spill);
-            let (ptr, n) = (out.as_ptr(), out.len());
-            let in_place = (ptr as usize) >= base && (ptr as usize) < base + ch.len as usize;
-            let bid = if in_place {
-                Some(ch.bid)
-            } else {
-                bufs.give_back(ch.bid);
-                None
-            };
-            if n == 0 {
-                if let Some(b) = bid {
-                    bufs.give_back(b);
-                }
+        } else if !c.queue.is_empty() {
+            let len = gather_replies(bufs, cx, c, now, limit.min(GATHER_MAX));
+            if len == 0 {
                 if let Next::Close(end) = c.m.reply_sent() {
                     start_close(io, bufs, cx, c, idx, end, now)?;
                 }
                 continue;
             }
             c.reply = Some(Reply {
-                bid,
-                ptr,
-                len: n,
+                len,
                 sent: 0,
                 banner: false,
             });
@@ -1082,9 +1077,12 @@ fn advance(
                 }
                 continue;
             }
-            c.reply = Some(Reply {
+            c.segs.push(Seg {
                 bid: None,
                 ptr,
+                len: n,
+            });
+            c.reply = Some(Reply {
                 len: n,
                 sent: 0,
                 banner: false,
@@ -1093,16 +1091,112 @@ fn advance(
         }
         break;
     }
-    // Backpressure: pause the receive while the unanswered queue is at its bound.
+    // Backpressure: pause the receive while the unanswered input (queued, or in the reply
+    // being sent) is at its bound.
+    let held = c.queue.len() + c.segs.iter().filter(|s| s.bid.is_some()).count();
     if c.recv_armed {
-        if c.queue.len() >= limit && !c.recv_cancelling {
+        if held >= limit && !c.recv_cancelling {
             io.cancel(ud(OP_RECV, idx))?;
             c.recv_cancelling = true;
         }
-    } else if !c.eof && !c.starved && c.queue.len() < limit {
+    } else if !c.eof && !c.starved && held < limit {
         arm_recv(io, c, idx)?;
     }
     Ok(false)
+}
+
+/// Hands queued input to the machine, buffer by buffer, and gathers the replies into the
+/// connection's segments: up to `max` buffers, stopping after a reply that had to be
+/// written to the spill buffer (there is one) and, during a drain, after the first (as the
+/// readiness driver, which reads once per reply). Returns the reply's length; 0 when the
+/// input produced no reply (held back, or after the drain's cut).
+fn gather_replies(
+    bufs: &mut BufRing,
+    cx: &Ctx<'_>,
+    c: &mut Conn,
+    now: Instant,
+    max: usize,
+) -> usize {
+    let mut total = 0;
+    while c.segs.len() < max {
+        let Some(ch) = c.queue.pop_front() else { break };
+        // SAFETY: `ch.bid` came from a receive completion and is held by this connection
+        // alone until given back below or after its reply's send.
+        let data = unsafe { bufs.buffer(ch.bid, (ch.off + ch.len) as usize) };
+        let data = &mut data[ch.off as usize..];
+        let base = data.as_ptr() as usize;
+        // The client's bytes: counted here, not at the receive, so that a PROXY header is
+        // not (as on the readiness driver).
+        cx.host.bytes(u64::from(ch.len), 0);
+        let out = c.m.received(now, data, &mut c.spill);
+        let (ptr, n) = (out.as_ptr(), out.len());
+        let in_place = (ptr as usize) >= base && (ptr as usize) < base + ch.len as usize;
+        if n > 0 {
+            c.segs.push(Seg {
+                bid: in_place.then_some(ch.bid),
+                ptr,
+                len: n,
+            });
+            total += n;
+        }
+        if n == 0 || !in_place {
+            bufs.give_back(ch.bid);
+        }
+        if (n > 0 && !in_place) || c.m.draining() {
+            break;
+        }
+    }
+    total
+}
+
+/// Sends what is left of the reply: one `send` from a segment, or one `sendmsg` gathering
+/// several.
+fn push_send(io: &mut Io, c: &mut Conn, idx: usize) -> io::Result<()> {
+    let Some(r) = &c.reply else { return Ok(()) };
+    // The first segment not yet all sent, and how much of it was.
+    let (mut first, mut off) = (0, r.sent);
+    while off >= c.segs[first].len {
+        off -= c.segs[first].len;
+        first += 1;
+    }
+    let fd = types::Fd(c.fd.as_raw_fd());
+    let e = if first + 1 == c.segs.len() {
+        let seg = &c.segs[first];
+        // SAFETY: `off` < `seg.len`, inside the segment.
+        let ptr = unsafe { seg.ptr.add(off) };
+        opcode::Send::new(fd, ptr, (seg.len - off) as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    } else {
+        let g = c.gather.get_or_insert_with(|| {
+            Box::new(Gather {
+                // SAFETY: an all-zero msghdr is a valid empty one (no name, no control).
+                hdr: unsafe { std::mem::zeroed() },
+                iov: Vec::with_capacity(GATHER_MAX),
+            })
+        });
+        g.iov.clear();
+        for (i, seg) in c.segs[first..].iter().enumerate() {
+            let skip = if i == 0 { off } else { 0 };
+            g.iov.push(libc::iovec {
+                // SAFETY: `skip` < `seg.len`, inside the segment.
+                iov_base: unsafe { seg.ptr.add(skip) } as *mut libc::c_void,
+                iov_len: seg.len - skip,
+            });
+        }
+        g.hdr.msg_iov = g.iov.as_mut_ptr();
+        g.hdr.msg_iovlen = g.iov.len() as _;
+        opcode::SendMsg::new(fd, &g.hdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+    };
+    // SAFETY: the reply's memory (ring buffers this connection holds, or its spill buffer,
+    // untouched until the reply is out) and the boxed header and vector (neither touched
+    // nor dropped while the send is in flight: the connection is dropped only once nothing
+    // is) outlive the send.
+    unsafe { io.push(e.user_data(ud(OP_SEND, idx)))? };
+    c.send_inflight = true;
+    Ok(())
 }
 
 fn arm_recv(io: &mut Io, c: &mut Conn, idx: usize) -> io::Result<()> {
@@ -1126,8 +1220,9 @@ fn advance_close(
     if c.send_inflight {
         return Ok(false);
     }
-    if let Some(r) = c.reply.take() {
-        if let Some(bid) = r.bid {
+    c.reply = None;
+    for seg in c.segs.drain(..) {
+        if let Some(bid) = seg.bid {
             bufs.give_back(bid);
         }
     }

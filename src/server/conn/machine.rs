@@ -11,11 +11,14 @@
 //!
 //! The buffers are the driver's, lent for one call: [`received`](Connection::received)
 //! upper-cases in place in whatever memory the bytes were read into (a pooled buffer, or a
-//! ring buffer the kernel filled) and returns the reply as a slice of it or of `spill`. One
-//! reply is in flight at a time: a driver asks for no more input until it has written the
-//! reply and called `reply_sent`. That is the backpressure, and with `read_limit` bytes per
-//! read, the memory bound: input ≤ `read_limit`, reply ≤ `read_limit ×`
-//! [`MAX_EXPANSION`](crate::transform::MAX_EXPANSION).
+//! ring buffer the kernel filled) and returns the reply as a slice of it or of `spill`. The
+//! readiness driver keeps one reply in flight: it asks for no more input until it has
+//! written the reply and called `reply_sent`. That is the backpressure, and with
+//! `read_limit` bytes per read, the memory bound: input ≤ `read_limit`, reply ≤
+//! `read_limit ×` [`MAX_EXPANSION`](crate::transform::MAX_EXPANSION). A driver may also
+//! hand over several reads before the first reply is out (the io_uring driver gathers the
+//! replies of queued buffers into one send): the replies go out in order, `reply_sent`
+//! follows the last of them, and the driver bounds what it queues.
 //!
 //! Time is passed in as [`tokio::time::Instant`], so tests drive every deadline with paused
 //! time and no socket.
@@ -165,18 +168,27 @@ impl Connection {
     }
 
     /// Bytes arrived at `now`: upper-cases `data` (in place when it can, else into `spill`)
-    /// and returns the reply to write, all of it, before anything more is read. During a
-    /// drain the reply stops after the first LF, and the connection closes once it is out.
+    /// and returns the reply to write, all of it, before [`reply_sent`](Self::reply_sent).
+    /// During a drain the reply stops after the first LF, and the connection closes once it
+    /// is out.
+    ///
+    /// May be called again before `reply_sent` (replies gathered into one write): each reply
+    /// follows the one before on the wire, and `spill` must not hold an earlier reply still
+    /// owed. After the drain's cut, what arrives is not answered: the reply is empty.
     pub fn received<'b>(
         &mut self,
         now: Instant,
         data: &'b mut [u8],
         spill: &'b mut Vec<u8>,
     ) -> &'b [u8] {
-        debug_assert_eq!(self.phase, Phase::Reading, "one reply in flight at a time");
+        debug_assert_ne!(self.phase, Phase::Closed, "input after the close");
         debug_assert!(data.len() <= self.read_limit, "read more than read_limit");
         self.last_active = now;
         self.bytes_in += data.len() as u64;
+        if self.cut {
+            self.phase = Phase::Writing;
+            return &[];
+        }
         let mut out = self.up.push_in_place(data, spill);
         if self.drain_deadline.is_some() {
             // During a drain, a reply goes out up to and including the LF that ends the
@@ -250,6 +262,11 @@ impl Connection {
             return Next::Close(End::Drained);
         }
         Next::Continue
+    }
+
+    /// Whether the drain has begun for this connection.
+    pub fn draining(&self) -> bool {
+        self.drain_deadline.is_some()
     }
 
     /// Whether a drain may close here without cutting a line: the last byte echoed was LF
@@ -404,6 +421,28 @@ mod tests {
         );
         assert_eq!(c.reply_sent(), Next::Close(End::Drained));
         assert_eq!(c.unanswered_tail(), b"", "nothing after the cut");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_handed_over_before_the_reply_is_out_are_answered_in_order() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        // "ä" split across the two reads: the second reply begins with the held-back byte.
+        assert_eq!(feed(&mut c, b"one \xc3"), b"ONE ");
+        assert_eq!(feed(&mut c, b"\xa4 two\n"), "Ä TWO\n".as_bytes());
+        assert_eq!(c.reply_sent(), Next::Continue);
+        assert_eq!((c.bytes_in(), c.bytes_out()), (11, 11));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_drain_s_cut_further_reads_are_not_answered() {
+        let mut c = Connection::new(&policy(), Instant::now());
+        assert_eq!(feed(&mut c, b"half "), b"HALF ");
+        assert_eq!(c.drain_began(Instant::now() + IDLE), Next::Continue);
+        assert!(c.draining());
+        assert_eq!(feed(&mut c, b"line\nafter"), b"LINE\n", "cut after the LF");
+        assert_eq!(feed(&mut c, b" more\n"), b"", "after the cut: not answered");
+        assert_eq!(c.reply_sent(), Next::Close(End::Drained));
+        assert_eq!(c.unanswered_tail(), b"");
     }
 
     #[tokio::test(start_paused = true)]
