@@ -206,6 +206,12 @@ pub const URING_POOL_BYTES: usize = 64 * 1024 * 1024;
 /// every connection is held to one buffer. No flag: it bounds a pool the flags size.
 pub const URING_QUEUE_BYTES: usize = 256 * 1024;
 
+/// The most slots in an io_uring worker's file table (sparse: the kernel allocates a pointer
+/// per slot, no file until a connection is registered at its slot), as the C reference's;
+/// fewer where `RLIMIT_NOFILE` is lower. Connections past it are named by descriptor. No
+/// flag: it changes no behaviour, only the cost of an operation.
+pub const URING_FILE_TABLE: usize = 65536;
+
 /// Submission queue entries per io_uring worker. A loop turn rarely queues more (a send and
 /// perhaps a receive per connection that moved); when it does, the queue is submitted early
 /// and filling goes on, so this bounds no behaviour, only how often that happens.

@@ -15,8 +15,8 @@ use tracing::{debug, warn};
 use super::bufring::BufRing;
 use super::{Connection, End, Error, Handle, Next, Policy, Step, Timer};
 use crate::limits::{
-    ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, URING_CQ_ENTRIES, URING_POOL_BYTES, URING_QUEUE_BYTES,
-    URING_SQ_ENTRIES,
+    ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, URING_CQ_ENTRIES, URING_FILE_TABLE, URING_POOL_BYTES,
+    URING_QUEUE_BYTES, URING_SQ_ENTRIES,
 };
 use crate::proxy::{Decoder, Progress, ProxyError};
 use crate::server::{Host, Listener, ListenerSettings, Slot};
@@ -114,6 +114,9 @@ struct Conn {
     segs: Vec<Seg>,
     gather: Option<Box<Gather>>,
     spill: Vec<u8>,
+    /// Registered in the ring's file table at the connection's slot: receives and sends
+    /// name it there, which spares the kernel a descriptor lookup per operation.
+    fixed: bool,
     recv_armed: bool,
     recv_cancelling: bool,
     send_inflight: bool,
@@ -214,6 +217,8 @@ struct Worker<'a> {
     cx: Ctx<'a>,
     handle: &'a Handle,
     queue_limit: usize,
+    /// Slots in the ring's file table (0: none registered).
+    files: u32,
 }
 
 /// Serves `listeners` (plain TCP; PROXY headers and the banner included) on a ring of this
@@ -270,7 +275,9 @@ pub(crate) fn run(
         starved: Vec::new(),
         cx: Ctx { host, policy },
         handle,
+        files: 0,
     };
+    w.register_file_table();
     w.run(started)
 }
 
@@ -329,6 +336,45 @@ fn peer_of(fd: &OwnedFd) -> Option<SocketAddr> {
 }
 
 impl Worker<'_> {
+    /// A sparse file table with a slot per connection the descriptor limit allows (at most
+    /// [`URING_FILE_TABLE`]); without one (an old kernel), connections are named by
+    /// descriptor.
+    fn register_file_table(&mut self) {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into the local.
+        let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            lim.rlim_cur
+        } else {
+            0
+        };
+        let n = nofile.min(URING_FILE_TABLE as libc::rlim_t) as u32;
+        match self.io.ring.submitter().register_files_sparse(n) {
+            Ok(()) => self.files = n,
+            Err(e) => debug!(error = %e, "no io_uring file table; connections by descriptor"),
+        }
+    }
+
+    /// Registers connection `idx`'s socket in the file table, where there is a slot (one
+    /// `io_uring_register` per connection, against one descriptor lookup saved per
+    /// receive and send).
+    fn register_file(&mut self, idx: usize) {
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if idx < self.files as usize {
+            let fd = c.fd.as_raw_fd();
+            c.fixed = self
+                .io
+                .ring
+                .submitter()
+                .register_files_update(idx as u32, &[fd])
+                .is_ok_and(|n| n == 1);
+        }
+    }
+
     fn run(&mut self, started: impl FnOnce()) -> Result<(), Error> {
         let enter = Error::Enter;
         for i in 0..self.lst.len() {
@@ -338,12 +384,15 @@ impl Worker<'_> {
         self.arm_wake(Step::Drain).map_err(enter)?;
         started();
         let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
+        // One clock read per turn, after the wait: the next wait's timeout counts from it,
+        // so a deadline fires at most one turn's work late.
+        let mut now = Instant::now();
         loop {
             if self.draining.is_some() && self.live == 0 {
                 return Ok(());
             }
-            self.wait(Instant::now()).map_err(enter)?;
-            let now = Instant::now();
+            self.wait(now).map_err(enter)?;
+            now = Instant::now();
             cqes.clear();
             cqes.extend(
                 self.io
@@ -365,7 +414,7 @@ impl Worker<'_> {
                 }
                 self.settle(now).map_err(enter)?;
             }
-            self.fire_timers(Instant::now()).map_err(enter)?;
+            self.fire_timers(now).map_err(enter)?;
         }
     }
 
@@ -585,6 +634,7 @@ impl Worker<'_> {
             segs: Vec::new(),
             gather: None,
             spill: Vec::new(),
+            fixed: false,
             recv_armed: false,
             recv_cancelling: false,
             send_inflight: false,
@@ -633,6 +683,7 @@ impl Worker<'_> {
             }
         };
         self.live += 1;
+        self.register_file(idx);
         self.dirty.push(idx);
     }
 
@@ -778,6 +829,14 @@ impl Worker<'_> {
                 limit,
             )?;
             if closed {
+                if c.fixed {
+                    // The table holds the socket open too: let go of it before the close.
+                    let _ = self
+                        .io
+                        .ring
+                        .submitter()
+                        .register_files_update(idx as u32, &[-1]);
+                }
                 self.conns[idx] = None;
                 self.free_slots.push(idx);
                 self.live -= 1;
@@ -1159,14 +1218,18 @@ fn push_send(io: &mut Io, c: &mut Conn, idx: usize) -> io::Result<()> {
         off -= c.segs[first].len;
         first += 1;
     }
-    let fd = types::Fd(c.fd.as_raw_fd());
+    let (fd, fixed) = (types::Fd(c.fd.as_raw_fd()), types::Fixed(idx as u32));
     let e = if first + 1 == c.segs.len() {
         let seg = &c.segs[first];
         // SAFETY: `off` < `seg.len`, inside the segment.
-        let ptr = unsafe { seg.ptr.add(off) };
-        opcode::Send::new(fd, ptr, (seg.len - off) as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
+        let (ptr, len) = (unsafe { seg.ptr.add(off) }, (seg.len - off) as u32);
+        if c.fixed {
+            opcode::Send::new(fixed, ptr, len)
+        } else {
+            opcode::Send::new(fd, ptr, len)
+        }
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
     } else {
         let g = c.gather.get_or_insert_with(|| {
             Box::new(Gather {
@@ -1186,9 +1249,13 @@ fn push_send(io: &mut Io, c: &mut Conn, idx: usize) -> io::Result<()> {
         }
         g.hdr.msg_iov = g.iov.as_mut_ptr();
         g.hdr.msg_iovlen = g.iov.len() as _;
-        opcode::SendMsg::new(fd, &g.hdr)
-            .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
+        if c.fixed {
+            opcode::SendMsg::new(fixed, &g.hdr)
+        } else {
+            opcode::SendMsg::new(fd, &g.hdr)
+        }
+        .flags(libc::MSG_NOSIGNAL as u32)
+        .build()
     };
     // SAFETY: the reply's memory (ring buffers this connection holds, or its spill buffer,
     // untouched until the reply is out) and the boxed header and vector (neither touched
@@ -1200,9 +1267,12 @@ fn push_send(io: &mut Io, c: &mut Conn, idx: usize) -> io::Result<()> {
 }
 
 fn arm_recv(io: &mut Io, c: &mut Conn, idx: usize) -> io::Result<()> {
-    let e = opcode::RecvMulti::new(types::Fd(c.fd.as_raw_fd()), BufRing::GROUP)
-        .build()
-        .user_data(ud(OP_RECV, idx));
+    let e = if c.fixed {
+        opcode::RecvMulti::new(types::Fixed(idx as u32), BufRing::GROUP).build()
+    } else {
+        opcode::RecvMulti::new(types::Fd(c.fd.as_raw_fd()), BufRing::GROUP).build()
+    };
+    let e = e.user_data(ud(OP_RECV, idx));
     // SAFETY: the receive writes only into ring buffers, which outlive the ring.
     unsafe { io.push(e)? };
     c.recv_armed = true;
