@@ -7,6 +7,6 @@ pub(crate) mod bind;
 mod rlimit;
 
 pub use bind::{bind_tcp, bind_udp, connect_udp};
-pub use rlimit::raise_nofile_limit;
+pub use rlimit::{nofile_limit, raise_nofile_limit};
 
 pub use crate::units::{parse_duration, parse_listen_addr};

@@ -84,8 +84,9 @@
 //! sockets. Each is registered in the ring's sparse file table as well
 //! ([`URING_FILE_TABLE`](crate::limits::URING_FILE_TABLE) slots), and receives and sends
 //! name it there, which saves the kernel's descriptor lookup per operation (`fget`, 2% of
-//! the CPU at 1000 connections) for two `io_uring_register` calls per connection. No byte cap on multishot receives (Linux 6.17's `optlen`): the queue bound
-//! above does that job with a cancel.
+//! the CPU at 1000 connections) for two `io_uring_register` calls per connection. No byte
+//! cap on multishot receives (Linux 6.17's `optlen`): the queue bound above does that job
+//! with a cancel.
 
 pub(crate) mod bufring;
 mod probe;

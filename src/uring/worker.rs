@@ -136,6 +136,20 @@ struct Conn {
 }
 
 impl Conn {
+    /// Makes the `len` bytes at `ptr` in the spill buffer the reply (none is in hand).
+    fn reply_from_spill(&mut self, ptr: *const u8, len: usize, banner: bool) {
+        self.segs.push(Seg {
+            bid: None,
+            ptr,
+            len,
+        });
+        self.reply = Some(Reply {
+            len,
+            sent: 0,
+            banner,
+        });
+    }
+
     /// The connection's span, to enter around what is logged for it.
     fn span(&self) -> Option<tracing::Span> {
         self.span.as_deref().cloned()
@@ -340,17 +354,8 @@ impl Worker<'_> {
     /// [`URING_FILE_TABLE`]); without one (an old kernel), connections are named by
     /// descriptor.
     fn register_file_table(&mut self) {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes one rlimit into the local.
-        let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-            lim.rlim_cur
-        } else {
-            0
-        };
-        let n = nofile.min(URING_FILE_TABLE as libc::rlim_t) as u32;
+        let nofile = crate::net::nofile_limit().unwrap_or(0);
+        let n = nofile.min(URING_FILE_TABLE as u64) as u32;
         match self.io.ring.submitter().register_files_sparse(n) {
             Ok(()) => self.files = n,
             Err(e) => debug!(error = %e, "no io_uring file table; connections by descriptor"),
@@ -941,16 +946,8 @@ fn serve(cx: &Ctx<'_>, c: &mut Conn, server: SocketAddr, peer: Option<SocketAddr
     if let (Some(banner), Some(client)) = (cx.host.banner(), peer) {
         c.spill.clear();
         banner.render_into(server, client, &mut c.spill);
-        c.segs.push(Seg {
-            bid: None,
-            ptr: c.spill.as_ptr(),
-            len: c.spill.len(),
-        });
-        c.reply = Some(Reply {
-            len: c.spill.len(),
-            sent: 0,
-            banner: true,
-        });
+        let (ptr, len) = (c.spill.as_ptr(), c.spill.len());
+        c.reply_from_spill(ptr, len, true);
     }
 }
 
@@ -1136,16 +1133,7 @@ fn advance(
                 }
                 continue;
             }
-            c.segs.push(Seg {
-                bid: None,
-                ptr,
-                len: n,
-            });
-            c.reply = Some(Reply {
-                len: n,
-                sent: 0,
-                banner: false,
-            });
+            c.reply_from_spill(ptr, n, false);
             continue;
         }
         break;
