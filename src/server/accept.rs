@@ -5,7 +5,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -13,6 +12,7 @@ use super::admission::Refusal;
 use super::drain::Accepting;
 use super::listeners::{ListenerSettings, Preamble};
 use super::stats::{bump, WorkerStats};
+use super::tcp::{Accepted, Acceptor};
 use super::{conn, preface, tls, Shared};
 use crate::limits;
 
@@ -20,7 +20,7 @@ use crate::limits;
 /// connections are refused, and only then lets go of `registered`: once every listener is
 /// closed, connections drain (see [`Drain`](super::drain::Drain)).
 pub(crate) async fn accept_loop(
-    listener: TcpListener,
+    listener: Acceptor,
     settings: ListenerSettings,
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
@@ -35,12 +35,11 @@ pub(crate) async fn accept_loop(
         let accepted = tokio::select! {
             biased;
             () = shared.drain.stop_accepting() => break,
-            r = listener.accept() => r,
+            r = listener.accept() => r.and_then(|(s, peer)| Ok((Accepted::register(s, settings.tls)?, peer))),
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff = limits::ACCEPT_BACKOFF_MIN;
-                let _ = stream.set_nodelay(true);
                 if let Some(decoder) = settings.proxy.decoder() {
                     // The client's address is in the header: only `max_connections` now,
                     // the per-IP limit once the header is read.
@@ -50,7 +49,7 @@ pub(crate) async fn accept_loop(
                                 stream,
                                 peer,
                                 server,
-                                (decoder, settings.proxy.header_timeout, settings.tls),
+                                (decoder, settings.proxy.header_timeout),
                                 shared.clone(),
                                 stats.clone(),
                                 slot,
@@ -63,9 +62,9 @@ pub(crate) async fn accept_loop(
                 match shared.admit(peer.ip()) {
                     Ok(slot) => {
                         bump(&stats.served);
-                        match (settings.preamble, shared.config.banner.is_some()) {
+                        match (settings.preamble, shared.config.banner.is_some(), stream) {
                             // The banner, if any, is sent inside TLS, after the handshake.
-                            (Preamble::None, _) if settings.tls => {
+                            (Preamble::None, _, Accepted::Tls(stream)) => {
                                 tracker.spawn(tls::serve(
                                     stream,
                                     Vec::new(),
@@ -75,7 +74,7 @@ pub(crate) async fn accept_loop(
                                     slot,
                                 ));
                             }
-                            (Preamble::None, false) => {
+                            (Preamble::None, false, Accepted::Plain(stream)) => {
                                 tracker.spawn(conn::serve(
                                     stream,
                                     peer,
@@ -84,7 +83,7 @@ pub(crate) async fn accept_loop(
                                     slot,
                                 ));
                             }
-                            (Preamble::None, true) => {
+                            (Preamble::None, true, Accepted::Plain(stream)) => {
                                 tracker.spawn(preface::bannered(
                                     stream,
                                     peer,
@@ -135,7 +134,7 @@ pub(crate) async fn accept_loop(
 pub(crate) fn refuse(
     shared: &Shared,
     stats: &WorkerStats,
-    stream: TcpStream,
+    stream: impl Sized,
     peer: SocketAddr,
     why: Refusal,
 ) {

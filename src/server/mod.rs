@@ -48,6 +48,7 @@ mod preface;
 #[cfg(all(target_os = "linux", feature = "uring"))]
 mod ring;
 mod stats;
+mod tcp;
 mod tls;
 mod udp;
 mod workers;

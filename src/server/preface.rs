@@ -12,13 +12,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::accept::refuse;
 use super::admission::Slot;
 use super::conn::{self, End, Transport};
 use super::stats::{bump, WorkerStats};
+use super::tcp::{Accepted, Tcp};
 use super::Shared;
 use crate::limits;
 use crate::proxy::{read_header, Decoder, HeaderError};
@@ -29,10 +29,10 @@ use crate::proxy::{read_header, Decoder, HeaderError};
 /// header closes the connection with no reply. On a TLS listener (`tls`) the header is read
 /// in plain text, before the handshake, which then begins with the bytes that came after it.
 pub(crate) async fn proxied(
-    mut stream: TcpStream,
+    mut stream: Accepted,
     peer: SocketAddr,
     server: SocketAddr,
-    (decoder, header_timeout, tls): (Decoder, Duration, bool),
+    (decoder, header_timeout): (Decoder, Duration),
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     mut slot: Slot,
@@ -44,7 +44,12 @@ pub(crate) async fn proxied(
             debug!(%peer, "drain began while the PROXY header was incomplete; closed");
             return;
         }
-        r = read_header(&mut stream, decoder, header_timeout, &mut buf) => r,
+        r = async {
+            match &mut stream {
+                Accepted::Plain(s) => read_header(s, decoder, header_timeout, &mut buf).await,
+                Accepted::Tls(s) => read_header(s, decoder, header_timeout, &mut buf).await,
+            }
+        } => r,
     };
     let (header, rest) = match read {
         Ok(done) => done,
@@ -69,11 +74,14 @@ pub(crate) async fn proxied(
     }
     debug!(%peer, %client, version = %header.version, local = header.local, "PROXY header read");
     bump(&stats.served);
-    if tls {
-        let early = buf[rest].to_vec();
-        super::tls::serve(stream, early, (client, server), shared, stats, slot).await;
-        return;
-    }
+    let mut stream = match stream {
+        Accepted::Tls(stream) => {
+            let early = buf[rest].to_vec();
+            super::tls::serve(stream, early, (client, server), shared, stats, slot).await;
+            return;
+        }
+        Accepted::Plain(stream) => stream,
+    };
     if !send_banner(&mut stream, server, client, &shared, &stats).await {
         return;
     }
@@ -88,7 +96,7 @@ pub(crate) async fn proxied(
 /// Serves a connection on a listener without a PROXY header, when there is a banner to send
 /// first. Already admitted and counted.
 pub(crate) async fn bannered(
-    mut stream: TcpStream,
+    mut stream: Tcp,
     peer: SocketAddr,
     server: SocketAddr,
     shared: Arc<Shared>,

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -24,6 +23,7 @@ use super::admission::Slot;
 use super::conn::{self, End, Transport};
 use super::log::RateLimitedLog;
 use super::stats::{bump, WorkerStats};
+use super::tcp::Tcp;
 use super::{preface, Shared};
 use crate::tls::{self, CertStore, ServerTransport, TlsError};
 
@@ -62,7 +62,7 @@ impl TlsState {
 /// start of its client hello), empty without a header; `client` is its address (the
 /// header's, behind a balancer), `server` the listener's.
 pub(crate) async fn serve(
-    tcp: TcpStream,
+    tcp: Tcp,
     early: Vec<u8>,
     (client, server): (SocketAddr, SocketAddr),
     shared: Arc<Shared>,
@@ -109,7 +109,7 @@ pub(crate) async fn serve(
     }
 }
 
-impl Transport for ServerTransport {
+impl Transport for ServerTransport<Tcp> {
     #[inline]
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ServerTransport::poll_read_ready(self, cx)

@@ -4,7 +4,6 @@
 use std::io;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::time::{timeout_at, Instant};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -12,6 +11,7 @@ use tracing::{info, warn};
 use super::accept::accept_loop;
 use super::drain::Drain;
 use super::listeners::Listeners;
+use super::tcp::Acceptor;
 use super::{udp, Shared};
 use crate::limits;
 
@@ -48,7 +48,9 @@ pub(crate) async fn worker(
     }
     for l in listeners.tcp {
         l.socket.set_nonblocking(true)?;
-        let socket = TcpListener::from_std(l.socket)?;
+        // Accepted sockets inherit it: no system call per connection.
+        let _ = socket2::SockRef::from(&l.socket).set_nodelay(true);
+        let socket = Acceptor::new(l.socket)?;
         tasks.push(tokio::spawn(accept_loop(
             socket,
             l.settings,

@@ -51,7 +51,7 @@ pub use server::{
     accept, accept_after, self_signed, server_config, server_config_for, CertStore, HandshakeError,
     HandshakeFailure, ServerStream,
 };
-pub use transport::ServerTransport;
+pub use transport::{ServerTransport, Socket};
 
 /// The protocol versions spoken by default, newest first.
 pub static ALL_VERSIONS: &[&SupportedProtocolVersion] =

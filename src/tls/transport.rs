@@ -24,21 +24,37 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::os::fd::AsFd;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::server::ServerStream;
 
+/// The socket beneath a [`ServerTransport`]: a stream that can also say when it is readable
+/// without being read. `upcased` uses a socket of its own here (one that reads past TCP's
+/// urgent mark); tokio's `TcpStream` is one too.
+pub trait Socket: AsyncRead + AsyncWrite + AsFd + Unpin {
+    /// Resolves when a read may make progress.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Socket for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
 /// An established server-side TLS connection over TCP, for the readiness driver.
 #[derive(Debug)]
-pub struct ServerTransport {
-    stream: ServerStream<TcpStream>,
+pub struct ServerTransport<S = TcpStream> {
+    stream: ServerStream<S>,
     bare_fin: bool,
 }
 
-impl ServerTransport {
+impl<S: Socket> ServerTransport<S> {
     /// Wraps a stream whose handshake [`accept`](super::accept) finished.
-    pub fn new(stream: ServerStream<TcpStream>) -> Self {
+    pub fn new(stream: ServerStream<S>) -> Self {
         ServerTransport {
             stream,
             bare_fin: false,
@@ -46,7 +62,7 @@ impl ServerTransport {
     }
 
     /// The TCP socket underneath (for `peer_addr`, `set_linger`).
-    pub fn tcp(&self) -> &TcpStream {
+    pub fn tcp(&self) -> &S {
         self.stream.get_ref().0.get_ref()
     }
 
@@ -113,13 +129,6 @@ impl ServerTransport {
         if !self.tls().wants_read() || self.early_pending() {
             return Ok(true);
         }
-        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-        match socket2::SockRef::from(self.tcp())
-            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
-        }
+        crate::server::conn::peek_waiting(self.tcp())
     }
 }

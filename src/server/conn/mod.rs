@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | [`Connection`] (`machine.rs`) | the policy: transform, line boundary, idle and drain deadlines, memory bound; events in, decisions out, no I/O | every driver runs this one |
 //! | `driver.rs` | the tokio readiness loop: waits, reads, writes, lingers | an io_uring driver beside it, feeding the machine ring buffers |
-//! | [`Transport`] (`transport.rs`) | what that loop needs from a stream; implemented for `TcpStream` | a TLS stream implements it and the loop is unchanged |
+//! | [`Transport`] (`transport.rs`) | what that loop needs from a stream; implemented for plain TCP (`server/tcp.rs`) | a TLS stream implements it and the loop is unchanged |
 //! | `pool.rs` | per-thread buffers, bounded in bytes, lent only while bytes move | |
 //!
 //! A connection ends when the client half-closes (everything owed is sent, then FIN), on an
@@ -22,4 +22,5 @@ mod transport;
 
 pub(crate) use driver::serve;
 pub use machine::{Connection, End, Next, Policy, Timer};
+pub(crate) use transport::peek_waiting;
 pub use transport::Transport;

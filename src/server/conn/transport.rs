@@ -1,17 +1,14 @@
 //! What the readiness driver needs from a byte stream: the seam beneath it.
 //!
-//! [`Transport`] is implemented for [`tokio::net::TcpStream`] here. A TLS transport (a
+//! [`Transport`] is implemented for plain TCP by `server::tcp::Tcp`. A TLS transport (a
 //! rustls connection over a `TcpStream`) implements it too and the driver runs unchanged:
 //! its `poll_read` yields plaintext, its readiness is "plaintext buffered, or the socket
 //! readable", its `poll_flush` pushes out pending records and its `poll_shutdown` sends
 //! `close_notify` before FIN.
 
 use std::io;
-use std::pin::Pin;
+use std::os::fd::AsFd;
 use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// A connected byte stream as the readiness driver uses it: wait for input without a
 /// buffer, read and write without waiting, shut down the write side.
@@ -48,46 +45,15 @@ pub trait Transport {
     fn input_waiting(&self) -> io::Result<bool>;
 }
 
-impl Transport for TcpStream {
-    #[inline]
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // `poll_read_ready` keeps the task's waker in the stream's one reader slot; a
-        // `readable()` future links itself into the stream's waiter list and unlinks on drop,
-        // which cost ~400 instructions more per message.
-        TcpStream::poll_read_ready(self, cx)
-    }
-
-    #[inline]
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        // Through `AsyncRead::poll_read` rather than `try_read`: a short read there also
-        // clears the cached readiness.
-        let mut rb = ReadBuf::new(buf);
-        match AsyncRead::poll_read(Pin::new(self), cx, &mut rb) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    #[inline]
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        AsyncWrite::poll_write(Pin::new(self), cx, buf)
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_shutdown(Pin::new(self), cx)
-    }
-
-    fn input_waiting(&self) -> io::Result<bool> {
-        // `try_read` and `poll_read` trust the cached readiness and would not even ask the
-        // kernel; a peek with MSG_DONTWAIT does.
-        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-        match socket2::SockRef::from(self)
-            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
-        }
+/// Whether input (or the end of input) is waiting on `socket`, asked of the kernel with a
+/// peek that does not wait: a reactor's cached readiness would not even ask it.
+pub(crate) fn peek_waiting(socket: &impl AsFd) -> io::Result<bool> {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    match socket2::SockRef::from(socket)
+        .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
     }
 }
