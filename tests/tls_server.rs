@@ -294,6 +294,26 @@ fn close_notify_is_answered_with_what_is_owed_then_close_notify() {
     server.wait_for("the close", |st| st.closed_client == 1);
 }
 
+/// An urgent byte between two records, all in one segment (as over plain TCP in
+/// `hardening.rs`): the server's read stops at the urgent mark after the first record, and
+/// the second, already queued, must still be read. The urgent byte is dropped.
+#[test]
+fn urgent_data_between_records_is_not_part_of_the_stream() {
+    let pki = Pki::new();
+    let server = TlsTestServer::start(&pki, Config::default());
+    let mut s = connect(&pki, &server);
+    s.write_all(b"hi\n").unwrap();
+    assert_eq!(read_n(&mut s, 3), b"HI\n");
+    common::cork(&s.sock, true);
+    s.write_all(b"ab").unwrap();
+    s.flush().unwrap();
+    common::send_urgent(&s.sock, b'!');
+    s.write_all(b"cd\n").unwrap();
+    s.flush().unwrap();
+    common::cork(&s.sock, false);
+    assert_eq!(read_n(&mut s, 5), b"ABCD\n", "the urgent byte is dropped");
+}
+
 #[test]
 fn a_bare_fin_is_answered_too_and_ends_with_close_notify() {
     let pki = Pki::new();

@@ -210,6 +210,41 @@ pub fn read_n(s: &mut TcpStream, want: usize) -> Vec<u8> {
     got
 }
 
+/// Holds back (`true`) or lets go of (`false`) what `s` sends (`TCP_CORK`): written while
+/// corked, it leaves in one segment.
+#[allow(dead_code)]
+pub fn cork(s: &TcpStream, on: bool) {
+    use std::os::fd::AsRawFd;
+    let on = libc::c_int::from(on);
+    // SAFETY: sets an int socket option from a live local on a socket the caller owns.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_CORK: {}", std::io::Error::last_os_error());
+}
+
+/// Sends one byte as TCP urgent data (`MSG_OOB`).
+#[allow(dead_code)]
+pub fn send_urgent(s: &TcpStream, byte: u8) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sends one byte from a live local on a socket the caller owns.
+    let n = unsafe {
+        libc::send(
+            s.as_raw_fd(),
+            std::ptr::from_ref(&byte).cast(),
+            1,
+            libc::MSG_OOB,
+        )
+    };
+    assert_eq!(n, 1, "MSG_OOB: {}", std::io::Error::last_os_error());
+}
+
 /// Reads to EOF; panics on an error such as a reset.
 pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
     let mut v = Vec::new();
