@@ -13,9 +13,10 @@
 # directory with every log and report).
 #
 # Needs: haproxy (or nginx with the stream module), curl, jq. Uses the addresses and ports
-# written in deploy/*.cfg/.conf: 127.0.0.1:38000 (HAProxy), :38009 (its stats), :38010 (nginx),
-# and 127.0.1.{1,2,3}:38001 (data) and :38002 (admin) for the instances. Run it alone, not
-# beside a test suite that binds ephemeral ports (38000-38999 is inside that range).
+# written in deploy/*.cfg/.conf: 127.0.0.1:22770 (HAProxy), :22779 (its stats), :22780 (nginx),
+# and 127.0.1.{1,2,3}:22771 (data) and :22772 (admin) for the instances. They sit below the
+# kernel's ephemeral range (32768-60999 by default), so no client socket of an earlier round
+# or of a test can hold one of them; still, run one trial at a time.
 #
 # Pass means, for the graceful round (SIGTERM of instance 2 halfway):
 #   - bench reports zero wrong replies, resets, timeouts and connect failures;
@@ -51,11 +52,11 @@ JQ_PER_INSTANCE='[.banners // {} | to_entries[] | {id: (.key | split(" ")[0]), n
 
 # ---- the layout, as in deploy/haproxy.cfg and deploy/nginx-stream.conf ----------------------
 INSTANCES=(1 2 3)
-data_addr() { echo "127.0.1.$1:38001"; }
-admin_addr() { echo "127.0.1.$1:38002"; }
-HAPROXY_FRONT=127.0.0.1:38000
-HAPROXY_STATS=127.0.0.1:38009
-NGINX_FRONT=127.0.0.1:38010
+data_addr() { echo "127.0.1.$1:22771"; }
+admin_addr() { echo "127.0.1.$1:22772"; }
+HAPROXY_FRONT=127.0.0.1:22770
+HAPROXY_STATS=127.0.0.1:22779
+NGINX_FRONT=127.0.0.1:22780
 # inter 500ms + timeout check 1s (deploy/haproxy.cfg): the latest a failed check can end.
 DOWN_WITHIN_MS=1500
 # rise 2 × inter 500ms, plus the instance's start-up, with room for a loaded machine.
@@ -130,7 +131,7 @@ if [ -z "${UPCASED:-}" ] || [ -z "${UPCASE:-}" ]; then
 fi
 [ -x "$UPCASED" ] || die "no upcased at $UPCASED"
 [ -x "$UPCASE" ] || die "no upcase at $UPCASE"
-taken=$(ss -Htln | awk '{print $4}' | grep -E ':(38000|38001|38002|38009|38010)$' || true)
+taken=$(ss -Htln | awk '{print $4}' | grep -E ':(22770|22771|22772|22779|22780)$' || true)
 [ -z "$taken" ] || die "ports already in use: $taken (a previous run still going?)"
 
 # ---- instances -----------------------------------------------------------------------------

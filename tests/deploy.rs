@@ -168,9 +168,9 @@ fn haproxy_cfg_balances_by_leastconn_with_proxy_v2_and_two_step_checks() {
         r#"tcp-check send "ping\n""#,
         "tcp-check expect string PING comment \"no PING for ping\"",
         r#"tcp-check send "GET /readyz HTTP/1.1\r\nHost: upcased\r\nConnection: close\r\n\r\n""#,
-        "server upcased1 127.0.1.1:38001",
-        "server upcased2 127.0.1.2:38001",
-        "server upcased3 127.0.1.3:38001",
+        "server upcased1 127.0.1.1:22771",
+        "server upcased2 127.0.1.2:22771",
+        "server upcased3 127.0.1.3:22771",
     ] {
         assert!(has(&cfg, line), "haproxy.cfg lacks `{line}`");
     }
