@@ -131,7 +131,10 @@ if [ -z "${UPCASED:-}" ] || [ -z "${UPCASE:-}" ]; then
 fi
 [ -x "$UPCASED" ] || die "no upcased at $UPCASED"
 [ -x "$UPCASE" ] || die "no upcase at $UPCASE"
-taken=$(ss -Htln | awk '{print $4}' | grep -E ':(22770|22771|22772|22779|22780)$' || true)
+ports=$(for a in "$HAPROXY_FRONT" "$HAPROXY_STATS" "$NGINX_FRONT" "$(data_addr 1)" "$(admin_addr 1)"; do
+    printf '%s|' "${a##*:}"
+done)
+taken=$(ss -Htln | awk '{print $4}' | grep -E ":(${ports%|})\$" || true)
 [ -z "$taken" ] || die "ports already in use: $taken (a previous run still going?)"
 
 # ---- instances -----------------------------------------------------------------------------
