@@ -1,6 +1,7 @@
 //! One worker's ring event loop: accepts, receives, sends, deadlines; the policy is the
 //! [`Connection`]'s, the limits and counters the server's (through its [`Host`]).
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
@@ -38,6 +39,9 @@ const ACCEPT_TIMER: usize = usize::MAX >> 8;
 /// The most replies one send gathers (the C reference's `IOVMAX`); the connection's queue
 /// bound limits it further.
 const GATHER_MAX: usize = 32;
+
+/// Completions copied out of the ring at a time.
+const CQE_BATCH: usize = 256;
 
 /// A reply being sent: the bytes of its segments (in the connection's `segs`), in order.
 struct Reply {
@@ -126,6 +130,9 @@ struct Conn {
     stalled: bool,
     /// Counted as served (so its end is counted too); not while its PROXY header is read.
     served: bool,
+    /// In the worker's list of connections to settle: it is listed once however many of
+    /// its events a turn brings.
+    listed: bool,
     closing: Option<Closing>,
     timer_at: Option<Instant>,
     pre: Option<Box<Pre>>,
@@ -208,6 +215,21 @@ struct Lst {
 struct Ctx<'a> {
     host: &'a Host,
     policy: Policy,
+    /// Bytes received and sent since the last [`flush_bytes`](Self::flush_bytes): added to
+    /// the host's counters once per turn of the loop, not per message.
+    moved: Cell<(u64, u64)>,
+}
+
+impl Ctx<'_> {
+    fn bytes(&self, received: u64, sent: u64) {
+        let (r, s) = self.moved.get();
+        self.moved.set((r + received, s + sent));
+    }
+
+    fn flush_bytes(&self) {
+        let (r, s) = self.moved.take();
+        self.host.bytes(r, s);
+    }
 }
 
 struct Worker<'a> {
@@ -287,12 +309,18 @@ pub(crate) fn run(
         draining: None,
         dirty: Vec::new(),
         starved: Vec::new(),
-        cx: Ctx { host, policy },
+        cx: Ctx {
+            host,
+            policy,
+            moved: Cell::new((0, 0)),
+        },
         handle,
         files: 0,
     };
     w.register_file_table();
-    w.run(started)
+    let r = w.run(started);
+    w.cx.flush_bytes();
+    r
 }
 
 /// A ring with the cheapest task-running mode the kernel has.
@@ -388,7 +416,9 @@ impl Worker<'_> {
         self.arm_wake(Step::StopAccepting).map_err(enter)?;
         self.arm_wake(Step::Drain).map_err(enter)?;
         started();
-        let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
+        // Completions are copied out of the ring a batch at a time, so that handling them
+        // may submit (the ring is borrowed only while copying).
+        let mut cqes = Box::<[cqueue::Entry]>::new_uninit_slice(CQE_BATCH);
         // One clock read per turn, after the wait: the next wait's timeout counts from it,
         // so a deadline fires at most one turn's work late.
         let mut now = Instant::now();
@@ -398,15 +428,15 @@ impl Worker<'_> {
             }
             self.wait(now).map_err(enter)?;
             now = Instant::now();
-            cqes.clear();
-            cqes.extend(
-                self.io
-                    .ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
-            for &(data, res, flags) in &cqes {
-                self.on_cqe(now, data, res, flags).map_err(enter)?;
+            loop {
+                let batch = self.io.ring.completion().fill(&mut cqes);
+                for e in batch.iter() {
+                    self.on_cqe(now, e.user_data(), e.result(), e.flags())
+                        .map_err(enter)?;
+                }
+                if batch.len() < CQE_BATCH {
+                    break;
+                }
             }
             self.settle(now).map_err(enter)?;
             self.bufs.refill();
@@ -414,12 +444,13 @@ impl Worker<'_> {
                 for idx in std::mem::take(&mut self.starved) {
                     if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
                         c.starved = false;
-                        self.dirty.push(idx);
+                        list(&mut self.dirty, c, idx);
                     }
                 }
                 self.settle(now).map_err(enter)?;
             }
             self.fire_timers(now).map_err(enter)?;
+            self.cx.flush_bytes();
         }
     }
 
@@ -553,13 +584,13 @@ impl Worker<'_> {
             if let Some(cl) = c.closing.as_mut() {
                 // A linger never outlasts the drain deadline.
                 cl.until = cl.until.min(deadline);
-                self.dirty.push(idx);
+                list(&mut self.dirty, c, idx);
                 continue;
             }
             if c.pre.is_some() {
                 debug!("drain began while the PROXY header was incomplete; closed");
                 abort(c, now);
-                self.dirty.push(idx);
+                list(&mut self.dirty, c, idx);
                 continue;
             }
             // Queued input waits only behind a reply in flight, so a connection the machine
@@ -567,7 +598,7 @@ impl Worker<'_> {
             if let Next::Close(end) = c.m.drain_began(deadline) {
                 start_close(&mut self.io, &mut self.bufs, &self.cx, c, idx, end, now)?;
             }
-            self.dirty.push(idx);
+            list(&mut self.dirty, c, idx);
         }
         Ok(())
     }
@@ -648,6 +679,7 @@ impl Worker<'_> {
             starved: false,
             stalled: false,
             served: false,
+            listed: false,
             closing: None,
             timer_at: None,
             pre: None,
@@ -677,6 +709,7 @@ impl Worker<'_> {
         }
         self.next_gen = self.next_gen.wrapping_add(1);
         c.gen = self.next_gen;
+        c.listed = true;
         let idx = match self.free_slots.pop() {
             Some(i) => {
                 self.conns[i] = Some(c);
@@ -736,7 +769,7 @@ impl Worker<'_> {
                 c.eof = true;
             }
         }
-        self.dirty.push(idx);
+        list(&mut self.dirty, c, idx);
     }
 
     fn on_send(&mut self, now: Instant, idx: usize, res: i32) -> io::Result<()> {
@@ -744,12 +777,22 @@ impl Worker<'_> {
             return Ok(());
         };
         c.send_inflight = false;
-        self.dirty.push(idx);
+        // A send that completes a reply of the stream is listed below, only if the settle
+        // has something to do: after the usual request and reply it has not, and skipping
+        // it saves a pass per message.
+        let completes_reply = c.closing.is_none()
+            && c.pre.is_none()
+            && c.reply
+                .as_ref()
+                .is_some_and(|r| !r.banner && res > 0 && r.sent + res as usize == r.len);
+        if !completes_reply {
+            list(&mut self.dirty, c, idx);
+        }
         if let Some(cl) = c.closing.as_mut() {
             if cl.stage == Stage::TailSent {
                 if res > 0 {
                     c.m.wrote(res as usize);
-                    self.cx.host.bytes(0, res as u64);
+                    self.cx.bytes(0, res as u64);
                 }
                 cl.stage = Stage::Shut;
             }
@@ -773,7 +816,7 @@ impl Worker<'_> {
             );
         }
         let n = res as usize;
-        self.cx.host.bytes(0, n as u64);
+        self.cx.bytes(0, n as u64);
         let Some(r) = c.reply.as_mut() else {
             return Ok(());
         };
@@ -807,7 +850,11 @@ impl Worker<'_> {
             return Ok(());
         }
         if let Next::Close(end) = c.m.reply_sent() {
+            list(&mut self.dirty, c, idx);
             return start_close(&mut self.io, &mut self.bufs, &self.cx, c, idx, end, now);
+        }
+        if !c.queue.is_empty() || !c.recv_armed || c.recv_cancelling || c.eof {
+            list(&mut self.dirty, c, idx); // input to answer, or the receive to arm again
         }
         Ok(())
     }
@@ -821,6 +868,7 @@ impl Worker<'_> {
             let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
+            c.listed = false;
             let span = c.span();
             let _entered = span.as_ref().map(tracing::Span::enter);
             let closed = advance(
@@ -897,7 +945,7 @@ impl Worker<'_> {
                 continue; // stale
             }
             c.timer_at = None;
-            self.dirty.push(idx);
+            list(&mut self.dirty, c, idx);
             if let Some(cl) = c.closing.as_mut() {
                 if cl.until <= now {
                     // The linger (or the tail's chance to go out) is over.
@@ -931,6 +979,14 @@ impl Worker<'_> {
             start_close(&mut self.io, &mut self.bufs, &self.cx, c, idx, end, now)?;
         }
         self.settle(now)
+    }
+}
+
+/// Lists connection `idx` (`c`) for the next settle, unless it is listed already.
+fn list(dirty: &mut Vec<usize>, c: &mut Conn, idx: usize) {
+    if !c.listed {
+        c.listed = true;
+        dirty.push(idx);
     }
 }
 
@@ -1174,7 +1230,7 @@ fn gather_replies(
         let base = data.as_ptr() as usize;
         // The client's bytes: counted here, not at the receive, so that a PROXY header is
         // not (as on the readiness driver).
-        cx.host.bytes(u64::from(ch.len), 0);
+        cx.bytes(u64::from(ch.len), 0);
         let out = c.m.received(now, data, &mut c.spill);
         let (ptr, n) = (out.as_ptr(), out.len());
         let in_place = (ptr as usize) >= base && (ptr as usize) < base + ch.len as usize;
@@ -1307,7 +1363,7 @@ fn advance_close(
                     };
                     if n > 0 {
                         c.m.wrote(n as usize);
-                        cx.host.bytes(0, n as u64);
+                        cx.bytes(0, n as u64);
                     }
                     cl.stage = Stage::Shut;
                     continue;
