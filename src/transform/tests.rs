@@ -130,6 +130,34 @@ fn in_place_matches_push() {
     }
 }
 
+#[test]
+fn short_ascii_is_upper_cased_in_place_on_either_side_of_the_short_path() {
+    // Every ASCII byte (controls and DEL included) at every length up to past `SHORT`: the
+    // byte-by-byte path below it and the block kernel above it give the same bytes, in
+    // the buffer, and hold nothing back.
+    for len in 0..=SHORT + 40 {
+        let input: Vec<u8> = (0..len).map(|i| ((i * 37 + len) % 128) as u8).collect();
+        let mut buf = input.clone();
+        let ptr = buf.as_ptr();
+        let mut spill = Vec::new();
+        let mut u = Upcaser::new(Mode::Unicode);
+        let out = u.push_in_place(&mut buf, &mut spill);
+        assert_eq!(out, input.to_ascii_uppercase().as_slice(), "length {len}");
+        assert!(
+            len == 0 || out.as_ptr() == ptr,
+            "length {len} left the buffer"
+        );
+        assert!(u.held_back().is_empty());
+    }
+    // A non-ASCII character in a short message takes it off the short path.
+    let mut buf = "abcédef".as_bytes().to_vec();
+    let mut spill = Vec::new();
+    let out = Upcaser::new(Mode::Unicode)
+        .push_in_place(&mut buf, &mut spill)
+        .to_vec();
+    assert_eq!(out, "ABCÉDEF".as_bytes());
+}
+
 /// Bytes that are mostly UTF-8 with a fair share of broken sequences, so that splits land
 /// inside characters and inside invalid runs.
 fn messy_bytes() -> impl Strategy<Value = Vec<u8>> {
