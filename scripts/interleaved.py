@@ -13,6 +13,8 @@ the `1c-64B` p50 target, and for any workload that needs more rounds than a tabl
         --variant "reuse-port=--reuse-port"
     python3 scripts/interleaved.py --rounds 11 --load "-c 1000 -s 64" --no-ref \
         --base-bin /tmp/upcased-before        # an A/B of two builds, order alternating
+    python3 scripts/interleaved.py --rounds 21 --load "-c 100 -s 64" --uring-ref \
+        --project-args "--io uring"           # beside the C io_uring server too (needs liburing)
 
 The C programs are built from ../shared/bench/ into a temporary directory with gcc.
 """
@@ -37,6 +39,13 @@ def build(tmp):
     return lg, ref
 
 
+def uring_ref(tmp):
+    out = os.path.join(tmp, "uring_upcase")
+    subprocess.run(["gcc", "-O3", "-pthread", "-o", out, os.path.join(SHARED, "uring_upcase.c"), "-luring"],
+                   check=True)
+    return out
+
+
 def naive_bin():
     target = os.path.join(tempfile.gettempdir(), "cmp-naive-tokio-target")
     subprocess.run(["cargo", "build", "--release", "-q", "--locked", "--target-dir", target],
@@ -57,6 +66,11 @@ def main():
     ap.add_argument("--base-bin", metavar="PATH",
                     help="also this other build of upcased, reported as `base`, with upcased's "
                          "CPU per message paired against it round by round")
+    ap.add_argument("--project-args", default="", metavar="ARGS",
+                    help="extra arguments for upcased (and the base build), e.g. \"--io uring\"")
+    ap.add_argument("--uring-ref", action="store_true",
+                    help="also the C io_uring server of ../shared/bench (built with -luring), with "
+                         "upcased's CPU per message paired against it round by round")
     ap.add_argument("--no-ref", action="store_true",
                     help="leave out the C reference (ratios are then to the first server)")
     a = ap.parse_args()
@@ -65,9 +79,12 @@ def main():
     tmp = tempfile.mkdtemp(prefix="upcase-interleaved-")
     loadgen, ref = build(tmp)
     servers = [] if a.no_ref else [("c-epoll", [ref, "{port}", "1"])]
+    if a.uring_ref:
+        servers.append(("c-uring", [uring_ref(tmp), "{port}", "1"]))
+    extra = a.project_args.split()
     if a.base_bin:
-        servers.append(("base", [a.base_bin, "--listen", "127.0.0.1:{port}"]))
-    servers.append(("upcased", [a.project_bin, "--listen", "127.0.0.1:{port}"]))
+        servers.append(("base", [a.base_bin, "--listen", "127.0.0.1:{port}"] + extra))
+    servers.append(("upcased", [a.project_bin, "--listen", "127.0.0.1:{port}"] + extra))
     for v in a.variant:
         name, _, extra = v.partition("=")
         servers.append((name, [a.project_bin, "--listen", "127.0.0.1:{port}"] + extra.split()))
@@ -109,6 +126,8 @@ def main():
     pairs = [(v.partition("=")[0], "upcased") for v in a.variant]
     if a.base_bin:
         pairs.append(("upcased", "base"))
+    if a.uring_ref:
+        pairs.append(("upcased", "c-uring"))
     for name, other in pairs:
         xs, ys = res[name], res[other]
         ratios = [x["cpu"] / y["cpu"] for x, y in zip(xs, ys)]
