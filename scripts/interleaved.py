@@ -81,10 +81,10 @@ def main():
     servers = [] if a.no_ref else [("c-epoll", [ref, "{port}", "1"])]
     if a.uring_ref:
         servers.append(("c-uring", [uring_ref(tmp), "{port}", "1"]))
-    extra = a.project_args.split()
+    project_args = a.project_args.split()
     if a.base_bin:
-        servers.append(("base", [a.base_bin, "--listen", "127.0.0.1:{port}"] + extra))
-    servers.append(("upcased", [a.project_bin, "--listen", "127.0.0.1:{port}"] + extra))
+        servers.append(("base", [a.base_bin, "--listen", "127.0.0.1:{port}"] + project_args))
+    servers.append(("upcased", [a.project_bin, "--listen", "127.0.0.1:{port}"] + project_args))
     for v in a.variant:
         name, _, extra = v.partition("=")
         servers.append((name, [a.project_bin, "--listen", "127.0.0.1:{port}"] + extra.split()))

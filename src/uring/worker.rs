@@ -776,28 +776,35 @@ impl Worker<'_> {
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return Ok(());
         };
-        c.send_inflight = false;
-        // A send that completes a reply of the stream is listed below, only if the settle
-        // has something to do: after the usual request and reply it has not, and skipping
-        // it saves a pass per message.
-        let completes_reply = c.closing.is_none()
-            && c.pre.is_none()
-            && c.reply
-                .as_ref()
-                .is_some_and(|r| !r.banner && res > 0 && r.sent + res as usize == r.len);
-        if !completes_reply {
+        if Self::send_done(&mut self.io, &mut self.bufs, &self.cx, c, idx, res, now)? {
             list(&mut self.dirty, c, idx);
         }
+        Ok(())
+    }
+
+    /// Handles `c`'s send completion `res`. Returns whether `c` needs a settle: not after
+    /// the usual request and reply, whose send leaves nothing to do (skipping the settle
+    /// saves a pass per message).
+    fn send_done(
+        io: &mut Io,
+        bufs: &mut BufRing,
+        cx: &Ctx<'_>,
+        c: &mut Conn,
+        idx: usize,
+        res: i32,
+        now: Instant,
+    ) -> io::Result<bool> {
+        c.send_inflight = false;
         if let Some(cl) = c.closing.as_mut() {
             if cl.stage == Stage::TailSent {
                 if res > 0 {
                     c.m.wrote(res as usize);
-                    self.cx.bytes(0, res as u64);
+                    cx.bytes(0, res as u64);
                 }
                 cl.stage = Stage::Shut;
             }
             // Otherwise a reply the close interrupted: advance gives its buffer back.
-            return Ok(());
+            return Ok(true);
         }
         if res <= 0 {
             if let (true, Some(span)) = (res < 0, c.span()) {
@@ -805,20 +812,13 @@ impl Worker<'_> {
                     || debug!(error = %io::Error::from_raw_os_error(-res), "send failed"),
                 );
             }
-            return start_close(
-                &mut self.io,
-                &mut self.bufs,
-                &self.cx,
-                c,
-                idx,
-                End::Error,
-                now,
-            );
+            start_close(io, bufs, cx, c, idx, End::Error, now)?;
+            return Ok(true);
         }
         let n = res as usize;
-        self.cx.bytes(0, n as u64);
+        cx.bytes(0, n as u64);
         let Some(r) = c.reply.as_mut() else {
-            return Ok(());
+            return Ok(true);
         };
         if !r.banner {
             c.m.wrote(n);
@@ -837,26 +837,24 @@ impl Worker<'_> {
                 );
             }
             c.stalled = true;
-            return Ok(());
+            return Ok(true); // the rest is sent by the settle
         }
         let banner = r.banner;
         c.reply = None;
         for seg in c.segs.drain(..) {
             if let Some(bid) = seg.bid {
-                self.bufs.give_back(bid);
+                bufs.give_back(bid);
             }
         }
         if banner {
-            return Ok(());
+            return Ok(true);
         }
         if let Next::Close(end) = c.m.reply_sent() {
-            list(&mut self.dirty, c, idx);
-            return start_close(&mut self.io, &mut self.bufs, &self.cx, c, idx, end, now);
+            start_close(io, bufs, cx, c, idx, end, now)?;
+            return Ok(true);
         }
-        if !c.queue.is_empty() || !c.recv_armed || c.recv_cancelling || c.eof {
-            list(&mut self.dirty, c, idx); // input to answer, or the receive to arm again
-        }
-        Ok(())
+        // Input to answer, or the receive to arm again.
+        Ok(!c.queue.is_empty() || !c.recv_armed || c.recv_cancelling || c.eof)
     }
 
     /// Moves every connection an event touched as far as it can go.
