@@ -15,6 +15,8 @@ the `1c-64B` p50 target, and for any workload that needs more rounds than a tabl
         --base-bin /tmp/upcased-before        # an A/B of two builds, order alternating
     python3 scripts/interleaved.py --rounds 21 --load "-c 100 -s 64" --uring-ref \
         --project-args "--io uring"           # beside the C io_uring server too (needs liburing)
+    python3 scripts/interleaved.py --rounds 31 --load "-c 1000 -s 64" --uring-ref --aa \
+        --project-args "--io uring"           # and a second copy of it: the noise floor
 
 The C programs are built from ../shared/bench/ into a temporary directory with gcc.
 """
@@ -71,6 +73,10 @@ def main():
     ap.add_argument("--uring-ref", action="store_true",
                     help="also the C io_uring server of ../shared/bench (built with -luring), with "
                          "upcased's CPU per message paired against it round by round")
+    ap.add_argument("--aa", action="store_true",
+                    help="also a second copy of the C reference (of c-uring with --uring-ref), "
+                         "paired against the first: an A/A control, the spread a ratio near 1 "
+                         "has from noise alone")
     ap.add_argument("--no-ref", action="store_true",
                     help="leave out the C reference (ratios are then to the first server)")
     a = ap.parse_args()
@@ -81,6 +87,11 @@ def main():
     servers = [] if a.no_ref else [("c-epoll", [ref, "{port}", "1"])]
     if a.uring_ref:
         servers.append(("c-uring", [uring_ref(tmp), "{port}", "1"]))
+    if a.aa:
+        if a.no_ref and not a.uring_ref:
+            sys.exit("--aa needs a C reference")
+        control = "c-uring" if a.uring_ref else "c-epoll"
+        servers.append((control + "#2", dict(servers)[control]))
     project_args = a.project_args.split()
     if a.base_bin:
         servers.append(("base", [a.base_bin, "--listen", "127.0.0.1:{port}"] + project_args))
@@ -128,6 +139,8 @@ def main():
         pairs.append(("upcased", "base"))
     if a.uring_ref:
         pairs.append(("upcased", "c-uring"))
+    if a.aa:
+        pairs += [("upcased", control + "#2"), (control + "#2", control)]
     for name, other in pairs:
         xs, ys = res[name], res[other]
         ratios = [x["cpu"] / y["cpu"] for x, y in zip(xs, ys)]
