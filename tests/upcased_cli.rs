@@ -101,64 +101,16 @@ fn sigusr1_logs_the_counters_and_sighup_is_ignored() {
 
 #[test]
 fn a_stderr_nobody_reads_any_more_neither_stops_the_service_nor_the_drain() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_upcased"))
-        .args(["--listen", "127.0.0.1:0", "-v"])
-        .env_remove("RUST_LOG")
-        .env_remove("UPCASED_LISTEN")
-        .env_remove("UPCASED_IO")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap());
-    let addr: std::net::SocketAddr = loop {
-        let mut line = String::new();
-        assert_ne!(
-            lines.read_line(&mut line).unwrap(),
-            0,
-            "exited before listening"
-        );
-        if let Some(i) = line.find("listening on ") {
-            break line[i + 13..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-        }
-    };
-    // The log's reader goes away: every line from here on meets EPIPE.
-    drop(lines);
-    let kill = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    };
+    // Every line after "listening on" meets EPIPE: at -v, each connection logs, and
+    // SIGUSR1 logs the counters.
+    let mut srv = Upcased::spawn_log_unread(&["-v"]);
     for _ in 0..3 {
-        // Each is a line or more at -v (accepted, closed; the counters at SIGUSR1).
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(common::PATIENCE)).unwrap();
+        let mut c = srv.connect();
         c.write_all(b"still served\n").unwrap();
         assert_eq!(read_n(&mut c, 13), b"STILL SERVED\n");
-        kill("USR1");
+        srv.signal("USR1");
     }
-    kill("TERM");
-    let end = Instant::now() + common::PATIENCE;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("SIGTERM not answered with the log's reader gone");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    srv.signal("TERM");
+    let status = srv.wait();
     assert!(status.success(), "{status:?}");
 }

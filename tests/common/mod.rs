@@ -275,7 +275,18 @@ impl Upcased {
     }
 
     /// [`spawn_with`](Self::spawn_with), listening on `listen` instead.
-    pub fn spawn_listening(mut cmd: Command, listen: &str, args: &[&str]) -> Upcased {
+    pub fn spawn_listening(cmd: Command, listen: &str, args: &[&str]) -> Upcased {
+        Self::spawn_reading_log(cmd, listen, args, true)
+    }
+
+    /// [`spawn`](Self::spawn), with the log's reader gone once the "listening on" line is
+    /// read: every line after it meets a closed pipe. `log()` holds only the lines before.
+    pub fn spawn_log_unread(args: &[&str]) -> Upcased {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_upcased"));
+        Self::spawn_reading_log(cmd, "127.0.0.1:0", args, false)
+    }
+
+    fn spawn_reading_log(mut cmd: Command, listen: &str, args: &[&str], read: bool) -> Upcased {
         if driver() != Driver::Auto {
             cmd.args(["--io", driver().as_str()]);
         }
@@ -308,6 +319,14 @@ impl Upcased {
         };
         let stderr = Arc::new(Mutex::new(seen));
         let sink = stderr.clone();
+        if !read {
+            drop(lines);
+            return Upcased {
+                child,
+                addr,
+                stderr,
+            };
+        }
         std::thread::spawn(move || {
             for line in lines.lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap();
