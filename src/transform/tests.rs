@@ -156,6 +156,14 @@ fn short_ascii_is_upper_cased_in_place_on_either_side_of_the_short_path() {
         .push_in_place(&mut buf, &mut spill)
         .to_vec();
     assert_eq!(out, "ABCÉDEF".as_bytes());
+    // So does one whose letters the short path has already upper-cased: a character that
+    // grows (the rest is built in the spill buffer) and an incomplete one at the end (held
+    // back), with ASCII letters before, between and after.
+    let mut buf = b"ab\xC3\x9Fcd\xC3".to_vec(); // "abßcd" and half of a 2-byte character
+    let mut u = Upcaser::new(Mode::Unicode);
+    let out = u.push_in_place(&mut buf, &mut spill).to_vec();
+    assert_eq!(out, b"ABSSCD");
+    assert_eq!(u.held_back(), b"\xC3");
 }
 
 /// Bytes that are mostly UTF-8 with a fair share of broken sequences, so that splits land
