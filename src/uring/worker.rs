@@ -1194,7 +1194,11 @@ fn advance(
     }
     // Backpressure: pause the receive while the unanswered input (queued, or in the reply
     // being sent) is at its bound.
-    let held = c.queue.len() + c.segs.iter().filter(|s| s.bid.is_some()).count();
+    let mut held = c.queue.len() + c.segs.len();
+    if held >= limit {
+        // Counted exactly only near the bound: a segment from the spill holds no buffer.
+        held -= c.segs.iter().filter(|s| s.bid.is_none()).count();
+    }
     if c.recv_armed {
         if held >= limit && !c.recv_cancelling {
             io.cancel(ud(OP_RECV, idx))?;
