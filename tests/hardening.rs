@@ -146,8 +146,10 @@ per_driver! {
         };
         let (waited, rest) = with_paused_server(config, |addr| async move {
             let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-            assert_eq!(exchange(&mut c, b"hi\n").await.unwrap(), b"HI\n");
+            // From before the send: the server's idle clock starts when the input arrives,
+            // which is after this but before the reply reaches the client.
             let t = tokio::time::Instant::now();
+            assert_eq!(exchange(&mut c, b"hi\n").await.unwrap(), b"HI\n");
             let mut rest = Vec::new();
             c.read_to_end(&mut rest).await.expect("FIN, not a reset");
             (t.elapsed(), rest)
