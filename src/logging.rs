@@ -42,8 +42,8 @@ pub fn init(format: LogFormat, default: tracing::Level, verbose: u8, quiet: u8) 
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         // A log line that cannot be written (stderr a pipe nobody reads any more) is dropped:
-        // the default reports it with `eprintln!`, which panics on that same stderr, and a
-        // panic in the signal task would leave SIGTERM unanswered.
+        // the default reports it with `eprintln!`, which panics on that same stderr and
+        // takes the server down.
         .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command as Cmd;
-use common::{read_n, Upcased};
+use common::{read_n, roundtrip, Upcased};
 use predicates::prelude::*;
 
 fn upcased() -> Cmd {
@@ -106,8 +106,7 @@ fn a_stderr_nobody_reads_any_more_neither_stops_the_service_nor_the_drain() {
     let mut srv = Upcased::spawn_log_unread(&["-v"]);
     for _ in 0..3 {
         let mut c = srv.connect();
-        c.write_all(b"still served\n").unwrap();
-        assert_eq!(read_n(&mut c, 13), b"STILL SERVED\n");
+        assert_eq!(roundtrip(&mut c, b"still served\n", 13), b"STILL SERVED\n");
         srv.signal("USR1");
     }
     srv.signal("TERM");

@@ -133,7 +133,7 @@ fn in_place_matches_push() {
 #[test]
 fn short_ascii_is_upper_cased_in_place_on_either_side_of_the_short_path() {
     // Every ASCII byte (controls and DEL included) at every length up to past `SHORT`: the
-    // byte-by-byte path below it and the block kernel above it give the same bytes, in
+    // one-pass short path below it and the block kernel above it give the same bytes, in
     // the buffer, and hold nothing back.
     for len in 0..=SHORT + 40 {
         let input: Vec<u8> = (0..len).map(|i| ((i * 37 + len) % 128) as u8).collect();

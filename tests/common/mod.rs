@@ -318,7 +318,6 @@ impl Upcased {
             }
         };
         let stderr = Arc::new(Mutex::new(seen));
-        let sink = stderr.clone();
         if !read {
             drop(lines);
             return Upcased {
@@ -327,6 +326,7 @@ impl Upcased {
                 stderr,
             };
         }
+        let sink = stderr.clone();
         std::thread::spawn(move || {
             for line in lines.lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap();
